@@ -1,1 +1,84 @@
+//! tree-sitter languages and Hearth's own per-language query files.
+//!
+//! Every supported language has three query files under `grammars/queries/<name>/`:
+//!
+//! - `definitions.scm`: captures a definition node as `@definition.<kind>` (`function`,
+//!   `method`, `class`, `struct`, `enum`, `interface`, `trait`, `impl`, `type`, `constant`,
+//!   `variable`, `module`, `macro`) and its name as `@name`;
+//! - `imports.scm`: captures an import node as `@import`, the imported module or path as
+//!   `@import.module` and imported names as `@import.name`;
+//! - `references.scm`: captures identifiers as `@reference`.
+//!
+//! Queries are embedded with `include_str!`, compiled lazily once per language and cached.
+//!
+//! Architecture invariant: this crate knows syntax only. It does no file IO, keeps no state
+//! besides the compiled queries, and never fails on bad input: parsing gives a tree with
+//! ERROR nodes, extraction returns whatever it could find.
 
+mod extract;
+mod language;
+mod queries;
+
+pub use extract::{
+    extract_definitions, extract_imports, extract_outline, extract_references, DefinitionKind,
+    ExtractedDefinition, ExtractedImport, ExtractedReference, Outline,
+};
+pub use language::LanguageId;
+pub use queries::{language_queries, query_source, LanguageQueries, QueryCompileError, QueryKind};
+
+use std::cell::RefCell;
+
+thread_local! {
+    static THREAD_PARSER: RefCell<tree_sitter::Parser> = RefCell::new(tree_sitter::Parser::new());
+}
+
+/// Parses `text` as `language`. Returns `None` only if the grammar could not be loaded
+/// (an ABI mismatch) — a syntactically broken text still gives a tree, with ERROR nodes.
+///
+/// Uses one parser per thread, so it is cheap to call repeatedly.
+pub fn parse(language: LanguageId, text: &str) -> Option<tree_sitter::Tree> {
+    THREAD_PARSER.with(|cell| {
+        let mut parser = cell.try_borrow_mut().ok()?;
+        parser.set_language(&language.tree_sitter_language()).ok()?;
+        parser.parse(text, None)
+    })
+}
+
+/// Number of ERROR and MISSING nodes in the syntax tree of `text`.
+///
+/// The language server compares this before and after inserting a completion, and drops
+/// completions that add syntax errors. Returns 0 when the text cannot be parsed at all.
+pub fn syntax_error_count(language: LanguageId, text: &str) -> usize {
+    match parse(language, text) {
+        Some(tree) => count_error_nodes(&tree),
+        None => 0,
+    }
+}
+
+/// Number of ERROR and MISSING nodes in an already parsed tree.
+pub fn count_error_nodes(tree: &tree_sitter::Tree) -> usize {
+    let root = tree.root_node();
+    if !root.has_error() {
+        return 0;
+    }
+    let mut count = 0;
+    let mut cursor = root.walk();
+    loop {
+        let node = cursor.node();
+        if node.is_error() || node.is_missing() {
+            count += 1;
+        }
+        // Only descend into subtrees that contain an error.
+        if node.has_error() && !node.is_missing() && cursor.goto_first_child() {
+            continue;
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return count;
+            }
+        }
+    }
+}

@@ -1,0 +1,2 @@
+; Hearth definitions for Bash.
+(function_definition name: (word) @name) @definition.function

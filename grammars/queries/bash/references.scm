@@ -1,0 +1,3 @@
+; Hearth references for Bash.
+(command_name) @reference
+(variable_name) @reference

@@ -1,0 +1,4 @@
+; Hearth references for C.
+(identifier) @reference
+(type_identifier) @reference
+(field_identifier) @reference

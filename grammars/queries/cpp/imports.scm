@@ -1,0 +1,2 @@
+; Hearth imports for C++.
+(preproc_include path: (_) @import.module) @import

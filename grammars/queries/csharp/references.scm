@@ -1,0 +1,2 @@
+; Hearth references for C#.
+(identifier) @reference

@@ -1,0 +1,2 @@
+; Hearth imports for Go.
+(import_spec path: (_) @import.module) @import

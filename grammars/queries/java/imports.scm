@@ -1,0 +1,2 @@
+; Hearth imports for Java.
+(import_declaration [(scoped_identifier) (identifier)] @import.module) @import

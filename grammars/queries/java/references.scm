@@ -1,0 +1,3 @@
+; Hearth references for Java.
+(identifier) @reference
+(type_identifier) @reference

@@ -1,0 +1,2 @@
+; Hearth references for Lua.
+(identifier) @reference

@@ -1,0 +1,2 @@
+; Hearth references for Python.
+(identifier) @reference

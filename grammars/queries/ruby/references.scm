@@ -1,0 +1,3 @@
+; Hearth references for Ruby.
+(identifier) @reference
+(constant) @reference
