@@ -27,6 +27,7 @@ local results = {
   notifications = {},
   statuses = {},
   inline_responses = {},
+  completion_responses = {},
   done = false,
 }
 
@@ -36,6 +37,18 @@ local function finish()
     return
   end
   finished = true
+  if not results.done then
+    -- Where the editor stood when things went wrong.
+    pcall(function()
+      results.debug = {
+        mode = api.nvim_get_mode().mode,
+        cursor = api.nvim_win_get_cursor(0),
+        last_lines = api.nvim_buf_get_lines(0, -6, -1, false),
+        pumvisible = vim.fn.pumvisible(),
+        messages = vim.api.nvim_exec2('messages', { output = true }).output,
+      }
+    end)
+  end
   local file = assert(io.open(env.results, 'w'))
   file:write(vim.json.encode(results))
   file:close()
@@ -149,7 +162,18 @@ end
 local function record_inline_responses(the_client)
   local original_request = the_client.request
   the_client.request = function(self, method, params, handler, bufnr)
-    if method == 'textDocument/inlineCompletion' and handler then
+    if method == 'textDocument/completion' and handler then
+      local inner = handler
+      handler = function(err, result, ctx)
+        if not err and result then
+          table.insert(results.completion_responses, {
+            position = params.position,
+            items = result.items or result,
+          })
+        end
+        return inner(err, result, ctx)
+      end
+    elseif method == 'textDocument/inlineCompletion' and handler then
       local inner = handler
       handler = function(err, result, ctx)
         if not err and result then
@@ -192,11 +216,12 @@ local function start_editor()
   end
 
   local settings = vim.json.decode(os.getenv('HEARTH_DRIVER_SETTINGS') or '{}')
-  require('hearth').setup({
+  local options = vim.json.decode(os.getenv('HEARTH_DRIVER_PLUGIN_OPTIONS') or '{}')
+  require('hearth').setup(vim.tbl_extend('force', options, {
     -- `sh -c exec` keeps the server's PID and sends its stderr to a file the test can show.
     cmd = { 'sh', '-c', 'exec "$0" lsp 2>>"$1"', env.hearth_bin, env.server_stderr },
     settings = settings,
-  })
+  }))
 
   -- Keep every hearth/status notification as well as the plugin's own bookkeeping.
   api.nvim_create_autocmd('User', {
@@ -473,6 +498,69 @@ function scenarios.context(bufnr)
     position = params.position,
   }, bufnr, 120000)
   results.manifest_json = vim.json.encode(manifest)
+end
+
+--- The completion-item path (Neovim 0.11, or `inline_completion = false`): ask with
+--- vim.lsp.completion.get() as the plugin's trigger key does, pick the first item in the
+--- completion menu and accept it with <C-y>.
+function scenarios.completion_items(bufnr)
+  results.inline_completion_enabled = vim.lsp.inline_completion.is_enabled({ bufnr = bufnr })
+  feed('Go<CR><CR>def total_with_tax(order: Order) -> int:<CR>    ')
+  wait_for('insert mode with the typed function header', function()
+    local lines = buffer_lines(bufnr)
+    return api.nvim_get_mode().mode == 'i' and lines[#lines] == '    '
+  end, 10000)
+
+  local more = { 'r', 'e', 't', 'u', 'r', 'n', ' ' }
+  for attempt = 0, #more do
+    results.lines_before = buffer_lines(bufnr)
+    results.cursor_before = snapshot_cursor()
+    local seen = #results.completion_responses
+    vim.lsp.completion.get()
+    wait_for('a textDocument/completion answer', function()
+      return #results.completion_responses > seen
+    end, 180000)
+    local items = results.completion_responses[#results.completion_responses].items
+    if #items > 0 then
+      -- With the default 'completeopt' (no "menuone") a single match is inserted without a
+      -- visible menu, so wait for completion mode rather than for the popup.
+      wait_for('completion mode with the server\'s items', function()
+        return #vim.fn.complete_info({ 'items' }).items > 0
+      end, 10000)
+      break
+    end
+    if attempt == #more then
+      error('the server answered every completion request with no items')
+    end
+    feed(more[attempt + 1])
+    sleep(300)
+  end
+  local info = vim.fn.complete_info({ 'items', 'selected' })
+  results.menu = {}
+  for _, menu_item in ipairs(info.items) do
+    table.insert(results.menu, { word = menu_item.word, abbr = menu_item.abbr, menu = menu_item.menu })
+  end
+  results.menu_selected = info.selected
+
+  api.nvim_create_autocmd('CompleteDone', {
+    buffer = bufnr,
+    once = true,
+    callback = function()
+      results.accepted_item = vim.tbl_get(vim.v.completed_item, 'user_data', 'nvim', 'lsp', 'completion_item')
+      results.complete_reason = vim.v.event.reason
+    end,
+  })
+  if info.selected == -1 then
+    feed('<C-n>')
+  end
+  feed('<C-y>')
+  wait_for('completion to end with an accepted item', function()
+    return results.complete_reason ~= nil and vim.fn.complete_info({ 'mode' }).mode == ''
+  end, 10000)
+  sleep(300)
+  results.lines_after = buffer_lines(bufnr)
+  results.cursor_after = snapshot_cursor()
+  feed('<Esc>')
 end
 
 function scenarios.checkhealth(bufnr)

@@ -34,6 +34,7 @@ def run_driver(
     file: str,
     tmp_path: Path,
     settings: dict | None = None,
+    plugin_options: dict | None = None,
 ) -> dict:
     results_path = tmp_path / f"{scenario}-results.json"
     server_stderr = tmp_path / f"{scenario}-server-stderr.log"
@@ -49,6 +50,7 @@ def run_driver(
             "HEARTH_DRIVER_SERVER_STDERR": str(server_stderr),
             "HEARTH_DRIVER_TIMEOUT_MS": str((DRIVER_TIMEOUT_S - 20) * 1000),
             "HEARTH_DRIVER_SETTINGS": json.dumps(settings or {}),
+            "HEARTH_DRIVER_PLUGIN_OPTIONS": json.dumps(plugin_options or {}),
         }
     )
     process = subprocess.Popen(
@@ -81,7 +83,7 @@ def run_driver(
 
 @pytest.fixture
 def drive(nvim_bin, hearth_bin, runtime_dir, shop_workspace, tmp_path):
-    def run(scenario: str, file: str, settings: dict | None = None) -> dict:
+    def run(scenario: str, file: str, settings: dict | None = None, plugin_options: dict | None = None) -> dict:
         return run_driver(
             scenario,
             nvim_bin=nvim_bin,
@@ -91,6 +93,7 @@ def drive(nvim_bin, hearth_bin, runtime_dir, shop_workspace, tmp_path):
             file=file,
             tmp_path=tmp_path,
             settings=settings,
+            plugin_options=plugin_options,
         )
 
     return run
@@ -203,6 +206,34 @@ def test_accept_word_inserts_the_next_word_of_the_suggestion(drive):
         assert "\n".join(results["lines_after"]) == expected_after_accept(results)
     else:
         assert "\n".join(results["lines_after"]) == before[:at] + word + before[at:], (rest, word)
+
+
+def test_completion_item_inserts_the_whole_suggestion(drive):
+    # The path of Neovim 0.11 (no inline completion API) and of editors like Helix.
+    results = drive("completion_items", "shop/pricing.py", plugin_options={"inline_completion": False})
+    assert results["inline_completion_enabled"] is False
+    items = results["completion_responses"][-1]["items"]
+    assert items and results["menu"], results["completion_responses"]
+    first = items[0]
+    assert first.get("detail") == "hearth", first
+    new_text = first["textEdit"]["newText"]
+    assert new_text.strip(), first
+    # label = the first line of the suggestion
+    assert first["label"].strip() and first["label"].strip() in new_text.split("\n")[0], first
+    accepted = results["accepted_item"]
+    assert results["complete_reason"] == "accept"
+    assert accepted["label"] in [item["label"] for item in items], accepted
+    text_edit = accepted["textEdit"]
+    edit_range = text_edit.get("range") or text_edit["insert"]
+    expected = expected_after_accept(
+        {
+            "lines_before": results["lines_before"],
+            "offset_encoding": results["offset_encoding"],
+            "cursor_before": results["cursor_before"],
+            "item": {"insertText": text_edit["newText"], "range": edit_range},
+        }
+    )
+    assert "\n".join(results["lines_after"]) == expected, (results["lines_before"], accepted, results["lines_after"])
 
 
 def test_code_action_is_listed_resolved_and_applied(drive):

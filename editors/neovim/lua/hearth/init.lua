@@ -14,6 +14,7 @@ local api = vim.api
 ---@field accept_word string|false  accept the next word of the suggestion
 ---@field next string|false         show the next candidate
 ---@field prev string|false         show the previous candidate
+---@field trigger string|false      ask for completion items (only without ghost text)
 
 ---@class hearth.Config
 ---@field cmd string[]
@@ -23,6 +24,7 @@ local api = vim.api
 ---@field keymaps hearth.Keymaps
 ---@field inline_completion boolean use ghost text when Neovim has vim.lsp.inline_completion
 ---@field completion_autotrigger boolean for the completion-item fallback
+---@field completeopt string|false buffer-local 'completeopt' for the completion-item fallback
 M.defaults = {
   cmd = { 'hearth', 'lsp' },
   filetypes = {
@@ -41,9 +43,13 @@ M.defaults = {
     accept_word = '<M-l>',
     next = '<M-]>',
     prev = '<M-[>',
+    trigger = '<C-Space>',
   },
   inline_completion = true,
   completion_autotrigger = true,
+  -- A lone suggestion must still show a menu, and must not be inserted before it is chosen
+  -- (<C-y>): otherwise Neovim inserts its first word and the rest never arrives.
+  completeopt = 'menu,menuone,noinsert,popup',
 }
 
 ---@type hearth.Config
@@ -268,7 +274,59 @@ local function on_attach(client, bufnr)
     end
   elseif client:supports_method('textDocument/completion', bufnr) then
     vim.lsp.completion.enable(true, client.id, bufnr, { autotrigger = M.config.completion_autotrigger })
+    if M.config.completeopt then
+      pcall(function()
+        vim.bo[bufnr].completeopt = M.config.completeopt
+      end)
+    end
+    M._complete_multiline_items(client, bufnr)
+    if keymaps.trigger then
+      vim.keymap.set('i', keymaps.trigger, function()
+        vim.lsp.completion.get()
+      end, { buffer = bufnr, desc = 'hearth: ask for a suggestion' })
+    end
   end
+end
+
+--- vim.lsp.completion inserts only the first word of a plain-text `textEdit` (its `word` is
+--- `newText:match('^%S*')`), and a completion menu cannot insert line breaks. Hearth's items carry
+--- whole (often multi-line) suggestions, so once one is accepted, put in the rest: replace the
+--- text from the start of the item's range to the cursor with the full `newText`.
+function M._complete_multiline_items(client, bufnr)
+  api.nvim_create_autocmd('CompleteDone', {
+    group = api.nvim_create_augroup('hearth.complete.' .. bufnr, { clear = true }),
+    buffer = bufnr,
+    callback = function()
+      if vim.v.event.reason ~= 'accept' then
+        return
+      end
+      local lsp_data = vim.tbl_get(vim.v.completed_item, 'user_data', 'nvim', 'lsp') or {}
+      local item = lsp_data.completion_item
+      if lsp_data.client_id ~= client.id or type(item) ~= 'table' or not item.textEdit
+        or item.insertTextFormat == 2 -- snippets are expanded whole by Neovim itself
+      then
+        return
+      end
+      local new_text = item.textEdit.newText
+      local start = item.textEdit.range and item.textEdit.range.start or item.textEdit.insert.start
+      local cursor = api.nvim_win_get_cursor(0)
+      local row, col = cursor[1] - 1, cursor[2]
+      if start.line ~= row then
+        return
+      end
+      local line = api.nvim_buf_get_lines(bufnr, row, row + 1, true)[1]
+      local start_col = vim.str_byteindex(line, client.offset_encoding, start.character, false)
+      if start_col > col or line:sub(start_col + 1, col) == new_text then
+        return
+      end
+      local lines = vim.split(new_text, '\n', { plain = true })
+      api.nvim_buf_set_text(bufnr, row, start_col, row, col, lines)
+      api.nvim_win_set_cursor(0, {
+        row + #lines,
+        (#lines == 1 and start_col or 0) + #lines[#lines],
+      })
+    end,
+  })
 end
 
 --- Starts (or reuses) the hearth client for `bufnr`.
