@@ -31,6 +31,12 @@ pub const MAX_TENSOR_DIMENSIONS: u32 = 4;
 pub const MAX_STRING_BYTES: u64 = 256 * 1024 * 1024;
 /// Deepest array nesting accepted (ggml itself writes no nested arrays).
 pub const MAX_ARRAY_NESTING: u32 = 4;
+/// Most elements accepted in one array (the largest vocabularies have under a million tokens).
+pub const MAX_ARRAY_ELEMENTS: u64 = 1 << 32;
+/// Most metadata entries accepted (real files have tens).
+pub const MAX_METADATA_ENTRIES: u64 = 1 << 20;
+/// Most tensors accepted (the largest models have tens of thousands).
+pub const MAX_TENSORS: u64 = 1 << 24;
 
 /// What went wrong reading a GGUF file. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -548,15 +554,16 @@ impl HeaderReader<'_> {
             .ok_or_else(|| self.corrupt(format!("{what} has unknown value type id {type_id}")))
     }
 
+    /// An array longer than [`MAX_ARRAY_ELEMENTS`] is corrupt; a plausible one that cannot
+    /// fit in the rest of the file means the file is truncated.
     fn check_array_length(&self, element_type: GgufValueType, length: u64) -> Result<(), GgufError> {
-        let minimum_bytes = length.saturating_mul(element_type.minimum_encoded_bytes());
-        if minimum_bytes > self.remaining() {
+        if length > MAX_ARRAY_ELEMENTS {
             return Err(self.corrupt(format!(
-                "array claims {length} elements of type {element_type:?} but only {} bytes remain in the file",
-                self.remaining()
+                "array claims {length} elements (limit {MAX_ARRAY_ELEMENTS})"
             )));
         }
-        Ok(())
+        let minimum_bytes = length.saturating_mul(element_type.minimum_encoded_bytes());
+        self.require(minimum_bytes, "an array")
     }
 
     fn read_value(&mut self, value_type: GgufValueType, nesting: u32) -> Result<MetadataValue, GgufError> {
@@ -665,20 +672,23 @@ impl HeaderReader<'_> {
         }
         let tensor_count = self.read_u64("the tensor count")?;
         let metadata_count = self.read_u64("the metadata count")?;
-        // Smallest metadata entry: 8-byte key length + 4-byte type + 1-byte value.
-        if metadata_count.saturating_mul(13) > self.remaining() {
+        if metadata_count > MAX_METADATA_ENTRIES {
             return Err(self.corrupt(format!(
-                "header claims {metadata_count} metadata entries but only {} bytes remain",
-                self.remaining()
+                "header claims {metadata_count} metadata entries (limit {MAX_METADATA_ENTRIES})"
             )));
         }
-        // Smallest tensor info: 8-byte name length + 4-byte rank + 4-byte type + 8-byte offset.
-        if tensor_count.saturating_mul(24) > self.remaining() {
+        if tensor_count > MAX_TENSORS {
             return Err(self.corrupt(format!(
-                "header claims {tensor_count} tensors but only {} bytes remain",
-                self.remaining()
+                "header claims {tensor_count} tensors (limit {MAX_TENSORS})"
             )));
         }
+        // Smallest metadata entry: 8-byte key length + 4-byte type + 1-byte value; smallest
+        // tensor info: 8-byte name length + 4-byte rank + 8-byte dimension + 4-byte type +
+        // 8-byte offset. Checked before reserving memory for them.
+        self.require(
+            metadata_count * 13 + tensor_count * 32,
+            "the metadata and tensor infos",
+        )?;
 
         let mut metadata = Vec::with_capacity(metadata_count as usize);
         let mut metadata_index = HashMap::with_capacity(metadata_count as usize);
