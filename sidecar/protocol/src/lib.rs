@@ -1,1 +1,16 @@
+//! The language between `hearth` and `hearth-sidecar`: message types, framing, the protocol
+//! version, where the socket lives, and the client handle.
+//!
+//! Architecture invariant: this crate never links llama.cpp, so the language server builds and
+//! runs its tests without compiling it.
 
+pub mod client;
+pub mod endpoint;
+pub mod framing;
+pub mod launch;
+pub mod messages;
+
+pub use client::{ClientError, CompletionStream, SidecarClient, SidecarHello, StreamEvent};
+pub use endpoint::Endpoint;
+pub use launch::{connect_or_spawn, LaunchOptions, Origin, EXIT_ALREADY_RUNNING};
+pub use messages::*;

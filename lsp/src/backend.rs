@@ -1,0 +1,226 @@
+//! The connection to the inference sidecar: found or started on demand, restarted with backoff
+//! when it dies. The rest of the server keeps working while the model is down.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hearth_protocol::{connect_or_spawn, ClientError, LaunchOptions, Origin, SidecarClient};
+
+use crate::config::Config;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendStatus {
+    Idle,
+    Starting,
+    Ready,
+    Error(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Config(String),
+    #[error("the sidecar failed to start {seconds_ago:.0}s ago ({message}); retrying in {retry_in:.0}s")]
+    Backoff {
+        message: String,
+        seconds_ago: f64,
+        retry_in: f64,
+    },
+}
+
+struct Failure {
+    at: Instant,
+    message: String,
+    attempts: u32,
+}
+
+pub struct Backend {
+    client: tokio::sync::Mutex<Option<SidecarClient>>,
+    status: Mutex<BackendStatus>,
+    failure: Mutex<Option<Failure>>,
+    client_name: String,
+    /// Where sockets live; `None` = the per-user default (tests isolate it).
+    runtime_dir: Option<PathBuf>,
+}
+
+/// The default model's file name inside the model cache.
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+pub fn model_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("HEARTH_MODEL_DIR") {
+        return PathBuf::from(dir);
+    }
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("hearth")
+        .join("models")
+}
+
+/// `default` → the cached default model; anything else → a path (names are resolved by
+/// `hearth_models` where available).
+pub fn resolve_model(spec: &str) -> Result<PathBuf, String> {
+    if spec == "default" || spec.is_empty() {
+        let path = model_cache_dir().join(DEFAULT_MODEL_FILE);
+        if path.exists() {
+            return Ok(path);
+        }
+        return Err(format!(
+            "the default model is not installed ({}) — run `hearth model pull default`",
+            path.display()
+        ));
+    }
+    let path = PathBuf::from(shellexpand_home(spec));
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "model file not found: {} — set `model` or run `hearth model pull default`",
+            path.display()
+        ))
+    }
+}
+
+fn shellexpand_home(spec: &str) -> String {
+    match (spec.strip_prefix("~/"), dirs::home_dir()) {
+        (Some(rest), Some(home)) => home.join(rest).display().to_string(),
+        _ => spec.to_string(),
+    }
+}
+
+pub fn sidecar_program(config: &Config) -> PathBuf {
+    if let Some(path) = &config.sidecar_path {
+        return path.clone();
+    }
+    if let Some(path) = std::env::var_os("HEARTH_SIDECAR") {
+        return PathBuf::from(path);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        let beside = exe.with_file_name(format!("hearth-sidecar{}", std::env::consts::EXE_SUFFIX));
+        if beside.exists() {
+            return beside;
+        }
+    }
+    PathBuf::from("hearth-sidecar")
+}
+
+pub fn launch_options(config: &Config, runtime_dir: Option<PathBuf>) -> Result<LaunchOptions, String> {
+    let model_path = resolve_model(&config.model)?;
+    let backend = &config.backend;
+    let mut engine_args = vec![
+        "--ctx-size".to_string(),
+        backend.context_size.to_string(),
+        "--parallel".to_string(),
+        backend.parallel.to_string(),
+        "--gpu-layers".to_string(),
+        backend.gpu_layers.clone(),
+    ];
+    if backend.threads > 0 {
+        engine_args.extend(["--threads".to_string(), backend.threads.to_string()]);
+    }
+    Ok(LaunchOptions {
+        sidecar_program: sidecar_program(config),
+        model_path,
+        engine_args,
+        idle_timeout_secs: backend.idle_timeout_secs,
+        startup_timeout: Duration::from_secs(600),
+        runtime_dir,
+    })
+}
+
+impl Backend {
+    pub fn new(client_name: String) -> Backend {
+        Backend {
+            client: tokio::sync::Mutex::new(None),
+            status: Mutex::new(BackendStatus::Idle),
+            failure: Mutex::new(None),
+            client_name,
+            runtime_dir: std::env::var_os("HEARTH_RUNTIME_DIR").map(PathBuf::from),
+        }
+    }
+
+    pub fn status(&self) -> BackendStatus {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_status(&self, status: BackendStatus) {
+        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
+    }
+
+    /// The connected client if there is one (no connecting).
+    pub async fn current(&self) -> Option<SidecarClient> {
+        let guard = self.client.lock().await;
+        guard.as_ref().filter(|client| !client.is_closed()).cloned()
+    }
+
+    /// A live client, connecting or starting the sidecar when needed. Returns whether this call
+    /// (re)connected, so the caller can announce it.
+    pub async fn client(&self, config: &Config) -> Result<(SidecarClient, bool), BackendError> {
+        let mut guard = self.client.lock().await;
+        if let Some(client) = guard.as_ref() {
+            if !client.is_closed() {
+                return Ok((client.clone(), false));
+            }
+            tracing::warn!("the sidecar connection closed; reconnecting");
+            *guard = None;
+        }
+        if let Some(failure) = &*self.failure.lock().unwrap_or_else(|p| p.into_inner()) {
+            let wait = Duration::from_millis(500 * 2u64.pow(failure.attempts.min(6)));
+            let elapsed = failure.at.elapsed();
+            if elapsed < wait {
+                return Err(BackendError::Backoff {
+                    message: failure.message.clone(),
+                    seconds_ago: elapsed.as_secs_f64(),
+                    retry_in: (wait - elapsed).as_secs_f64(),
+                });
+            }
+        }
+        let options = match launch_options(config, self.runtime_dir.clone()) {
+            Ok(options) => options,
+            Err(message) => {
+                self.set_status(BackendStatus::Error(message.clone()));
+                return Err(BackendError::Config(message));
+            }
+        };
+        self.set_status(BackendStatus::Starting);
+        match connect_or_spawn(&options, &self.client_name).await {
+            Ok((client, origin)) => {
+                tracing::info!(
+                    "sidecar pid {} ({}) serving {}",
+                    client.hello().pid,
+                    if origin == Origin::Spawned {
+                        "started"
+                    } else {
+                        "already running"
+                    },
+                    client.model().name
+                );
+                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                self.set_status(BackendStatus::Ready);
+                *guard = Some(client.clone());
+                Ok((client, true))
+            }
+            Err(error) => {
+                let message = error.to_string();
+                let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+                let attempts = failure.as_ref().map_or(0, |f| f.attempts + 1);
+                *failure = Some(Failure {
+                    at: Instant::now(),
+                    message: message.clone(),
+                    attempts,
+                });
+                self.set_status(BackendStatus::Error(message));
+                Err(BackendError::Client(error))
+            }
+        }
+    }
+
+    /// Forget the current connection (e.g. after the configuration changed the model).
+    pub async fn reset(&self) {
+        *self.client.lock().await = None;
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.set_status(BackendStatus::Idle);
+    }
+}
