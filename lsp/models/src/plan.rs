@@ -184,7 +184,7 @@ impl WeightLayout {
         for tensor in tensors {
             if let Some(layer) = layer_index(&tensor.name) {
                 if layer >= 100_000 {
-                    layout.other_bytes += tensor.byte_size;
+                    layout.other_bytes = layout.other_bytes.saturating_add(tensor.byte_size);
                     continue;
                 }
                 if layer >= layout.layers.len() {
@@ -196,18 +196,20 @@ impl WeightLayout {
                         },
                     );
                 }
-                layout.layers[layer].bytes += tensor.byte_size;
+                layout.layers[layer].bytes = layout.layers[layer].bytes.saturating_add(tensor.byte_size);
                 if is_expert_tensor(&tensor.name) {
-                    layout.layers[layer].expert_bytes += tensor.byte_size;
+                    layout.layers[layer].expert_bytes =
+                        layout.layers[layer].expert_bytes.saturating_add(tensor.byte_size);
                 }
             } else if tensor.name == "token_embd.weight" {
-                layout.token_embedding_bytes += tensor.byte_size;
+                layout.token_embedding_bytes = layout.token_embedding_bytes.saturating_add(tensor.byte_size);
             } else if tensor.name == "output.weight" {
-                *layout.output_weight_bytes.get_or_insert(0) += tensor.byte_size;
+                let output = layout.output_weight_bytes.get_or_insert(0);
+                *output = output.saturating_add(tensor.byte_size);
             } else if tensor.name.starts_with("output_norm.") {
-                layout.output_norm_bytes += tensor.byte_size;
+                layout.output_norm_bytes = layout.output_norm_bytes.saturating_add(tensor.byte_size);
             } else {
-                layout.other_bytes += tensor.byte_size;
+                layout.other_bytes = layout.other_bytes.saturating_add(tensor.byte_size);
             }
         }
         layout
@@ -218,11 +220,17 @@ impl WeightLayout {
     }
 
     pub fn layer_bytes(&self) -> u64 {
-        self.layers.iter().map(|layer| layer.bytes).sum()
+        self.layers
+            .iter()
+            .map(|layer| layer.bytes)
+            .fold(0, u64::saturating_add)
     }
 
     pub fn expert_bytes(&self) -> u64 {
-        self.layers.iter().map(|layer| layer.expert_bytes).sum()
+        self.layers
+            .iter()
+            .map(|layer| layer.expert_bytes)
+            .fold(0, u64::saturating_add)
     }
 
     /// Output head bytes when it sits on the GPU (a tied head is a copy of the embedding).
@@ -245,22 +253,22 @@ impl WeightLayout {
     pub fn placement(&self, gpu_layers: u32, experts_on_host: bool) -> WeightPlacement {
         let first_gpu_layer = self.first_gpu_layer(gpu_layers);
         let output_on_gpu = gpu_layers > self.layer_count();
-        let mut gpu_bytes = 0;
-        let mut host_bytes = self.token_embedding_bytes + self.other_bytes;
+        let mut gpu_bytes: u64 = 0;
+        let mut host_bytes = self.token_embedding_bytes.saturating_add(self.other_bytes);
         for (index, layer) in self.layers.iter().enumerate() {
             if (index as u64) < u64::from(first_gpu_layer) {
-                host_bytes += layer.bytes;
+                host_bytes = host_bytes.saturating_add(layer.bytes);
             } else if experts_on_host {
-                gpu_bytes += layer.bytes - layer.expert_bytes;
-                host_bytes += layer.expert_bytes;
+                gpu_bytes = gpu_bytes.saturating_add(layer.bytes.saturating_sub(layer.expert_bytes));
+                host_bytes = host_bytes.saturating_add(layer.expert_bytes);
             } else {
-                gpu_bytes += layer.bytes;
+                gpu_bytes = gpu_bytes.saturating_add(layer.bytes);
             }
         }
         if output_on_gpu {
-            gpu_bytes += self.output_head_bytes_on_gpu();
+            gpu_bytes = gpu_bytes.saturating_add(self.output_head_bytes_on_gpu());
         } else {
-            host_bytes += self.output_head_bytes_on_host();
+            host_bytes = host_bytes.saturating_add(self.output_head_bytes_on_host());
         }
         WeightPlacement {
             first_gpu_layer,
@@ -321,8 +329,8 @@ impl KvCacheShape {
                     .or(summary.head_count_kv)
                     .unwrap_or(0);
                 LayerKvShape {
-                    key_elements_per_token: kv_heads * key_length,
-                    value_elements_per_token: kv_heads * value_length,
+                    key_elements_per_token: kv_heads.saturating_mul(key_length),
+                    value_elements_per_token: kv_heads.saturating_mul(value_length),
                 }
             })
             .collect();
@@ -337,8 +345,9 @@ impl KvCacheShape {
         self.layers.get(layer).map_or(0, |shape| {
             let ggml_type = kv_type.ggml_type();
             context_length.saturating_mul(
-                ggml_type.bytes_for_elements(shape.key_elements_per_token)
-                    + ggml_type.bytes_for_elements(shape.value_elements_per_token),
+                ggml_type
+                    .bytes_for_elements(shape.key_elements_per_token)
+                    .saturating_add(ggml_type.bytes_for_elements(shape.value_elements_per_token)),
             )
         })
     }
@@ -357,7 +366,7 @@ impl KvCacheShape {
     ) -> u64 {
         layers
             .map(|layer| self.layer_bytes(layer, context_length, kv_type))
-            .sum()
+            .fold(0, u64::saturating_add)
     }
 }
 
@@ -377,10 +386,21 @@ pub struct ComputeBufferInput {
 /// without flash attention. See the module documentation.
 pub fn compute_buffer_bytes(input: &ComputeBufferInput) -> u64 {
     const F32_BYTES: u64 = 4;
-    let per_token = input.vocabulary_size + 4 * input.embedding_length + 2 * input.feed_forward_length;
-    let mut bytes = F32_BYTES * input.ubatch_size * per_token;
+    // Saturating: the inputs come from file metadata and may be absurd.
+    let per_token = input
+        .vocabulary_size
+        .saturating_add(input.embedding_length.saturating_mul(4))
+        .saturating_add(input.feed_forward_length.saturating_mul(2));
+    let mut bytes = F32_BYTES
+        .saturating_mul(input.ubatch_size)
+        .saturating_mul(per_token);
     if !input.flash_attention {
-        bytes += F32_BYTES * input.ubatch_size * input.context_length * input.head_count;
+        bytes = bytes.saturating_add(
+            F32_BYTES
+                .saturating_mul(input.ubatch_size)
+                .saturating_mul(input.context_length)
+                .saturating_mul(input.head_count),
+        );
     }
     bytes
 }
@@ -640,7 +660,10 @@ impl Planner<'_> {
         compute_buffer_bytes(&ComputeBufferInput {
             ubatch_size: u64::from(self.request.ubatch_size),
             embedding_length,
-            feed_forward_length: self.summary.feed_forward_length.unwrap_or(4 * embedding_length),
+            feed_forward_length: self
+                .summary
+                .feed_forward_length
+                .unwrap_or(embedding_length.saturating_mul(4)),
             vocabulary_size: self.summary.vocabulary_size.unwrap_or(0),
             head_count: self.summary.head_count.unwrap_or(0),
             context_length: u64::from(context_length),
@@ -651,7 +674,10 @@ impl Planner<'_> {
     /// Splits the offloaded layers across GPUs in proportion to their budgets (largest
     /// remainder), in device order as llama.cpp does.
     fn layers_per_gpu(&self, offloaded_layers: u32) -> Vec<u32> {
-        let total_budget: u64 = self.gpu_budgets.iter().sum();
+        let total_budget: u64 = self
+            .gpu_budgets
+            .iter()
+            .fold(0, |sum, &budget| sum.saturating_add(budget));
         if self.gpus.is_empty() {
             return Vec::new();
         }
@@ -722,26 +748,31 @@ impl Planner<'_> {
                 .iter()
                 .map(|layer| {
                     if candidate.experts_on_host {
-                        layer.bytes - layer.expert_bytes
+                        layer.bytes.saturating_sub(layer.expert_bytes)
                     } else {
                         layer.bytes
                     }
                 })
-                .sum();
-            bytes += self
-                .kv_shape
-                .bytes_for_layers(range, context, candidate.kv_cache_type);
+                .fold(0, u64::saturating_add);
+            bytes = bytes.saturating_add(self.kv_shape.bytes_for_layers(
+                range,
+                context,
+                candidate.kv_cache_type,
+            ));
             if gpu_index == 0 {
-                bytes += compute_gpu_bytes;
+                bytes = bytes.saturating_add(compute_gpu_bytes);
             }
             if gpu_index + 1 == self.gpus.len() && placement.output_on_gpu {
-                bytes += self.layout.output_head_bytes_on_gpu();
+                bytes = bytes.saturating_add(self.layout.output_head_bytes_on_gpu());
             }
             let budget_bytes = self.gpu_budgets[gpu_index];
             if bytes > budget_bytes {
                 fits_gpu = false;
             }
-            let total_budget: u64 = self.gpu_budgets.iter().sum();
+            let total_budget: u64 = self
+                .gpu_budgets
+                .iter()
+                .fold(0, |sum, &budget| sum.saturating_add(budget));
             gpu_split.push(GpuShare {
                 gpu_index,
                 name: gpu.name.clone(),
@@ -759,12 +790,18 @@ impl Planner<'_> {
             fits_gpu = false;
         }
 
-        let host_bytes = placement.host_bytes + kv_cache_host_bytes + compute_host_bytes;
-        let gpu_bytes = placement.gpu_bytes + kv_cache_gpu_bytes + compute_gpu_bytes;
+        let host_bytes = placement
+            .host_bytes
+            .saturating_add(kv_cache_host_bytes)
+            .saturating_add(compute_host_bytes);
+        let gpu_bytes = placement
+            .gpu_bytes
+            .saturating_add(kv_cache_gpu_bytes)
+            .saturating_add(compute_gpu_bytes);
         let fits_host = match self.host_budget {
             None => true,
             // Unified memory: the GPU's share comes out of the same RAM.
-            Some(budget) if self.unified_memory => host_bytes + gpu_bytes <= budget,
+            Some(budget) if self.unified_memory => host_bytes.saturating_add(gpu_bytes) <= budget,
             Some(budget) => host_bytes <= budget,
         };
         Evaluation {
@@ -814,24 +851,36 @@ impl Planner<'_> {
                     }
                 }
                 // Partial offload: the KV type that lets the most layers on, earlier types
-                // winning ties.
+                // winning ties. GPU use grows with the layer count and host use shrinks, so
+                // the most layers that fit the GPU is found by bisection and then checked
+                // against the host.
                 let mut best: Option<Evaluation> = None;
                 for &kv_cache_type in kv_types {
-                    for gpu_layers in (1..=layer_count).rev() {
-                        let evaluation = self.evaluate(Candidate {
-                            gpu_layers,
-                            experts_on_host,
-                            kv_cache_type,
-                            context_length,
-                        });
-                        if evaluation.fits() {
-                            if best.as_ref().is_none_or(|best| {
-                                best.candidate.gpu_layers < evaluation.candidate.gpu_layers
-                            }) {
-                                best = Some(evaluation);
-                            }
-                            break;
+                    let candidate = |gpu_layers: u32| Candidate {
+                        gpu_layers,
+                        experts_on_host,
+                        kv_cache_type,
+                        context_length,
+                    };
+                    if layer_count == 0 || !self.evaluate(candidate(1)).fits_gpu {
+                        continue;
+                    }
+                    let (mut fitting, mut too_many) = (1u32, layer_count + 1);
+                    while too_many - fitting > 1 {
+                        let middle = fitting + (too_many - fitting) / 2;
+                        if self.evaluate(candidate(middle)).fits_gpu {
+                            fitting = middle;
+                        } else {
+                            too_many = middle;
                         }
+                    }
+                    let evaluation = self.evaluate(candidate(fitting));
+                    if evaluation.fits()
+                        && best
+                            .as_ref()
+                            .is_none_or(|best| best.candidate.gpu_layers < evaluation.candidate.gpu_layers)
+                    {
+                        best = Some(evaluation);
                     }
                 }
                 if best.is_some() {
@@ -864,7 +913,7 @@ impl Planner<'_> {
         let mut gpu_read = 0f64;
         let mut host_read = 0f64;
         for (index, layer) in self.layout.layers.iter().enumerate() {
-            let dense = (layer.bytes - layer.expert_bytes) as f64;
+            let dense = layer.bytes.saturating_sub(layer.expert_bytes) as f64;
             let experts = layer.expert_bytes as f64 * active_expert_fraction;
             if index < first_gpu_layer {
                 host_read += dense + experts;
@@ -941,16 +990,18 @@ impl Planner<'_> {
         }
     }
 
-    fn into_plan(&self, evaluation: Evaluation, requested_context: u32) -> MemoryPlan {
+    fn build_plan(&self, evaluation: Evaluation, requested_context: u32) -> MemoryPlan {
         let candidate = evaluation.candidate;
         let layer_count = self.layout.layer_count();
         let offloaded_layers = layer_count - evaluation.placement.first_gpu_layer;
         let weights_gpu_bytes = evaluation.placement.gpu_bytes;
         let weights_host_bytes = evaluation.placement.host_bytes;
-        let gpu_total_bytes =
-            weights_gpu_bytes + evaluation.kv_cache_gpu_bytes + evaluation.compute_gpu_bytes;
-        let host_total_bytes =
-            weights_host_bytes + evaluation.kv_cache_host_bytes + evaluation.compute_host_bytes;
+        let gpu_total_bytes = weights_gpu_bytes
+            .saturating_add(evaluation.kv_cache_gpu_bytes)
+            .saturating_add(evaluation.compute_gpu_bytes);
+        let host_total_bytes = weights_host_bytes
+            .saturating_add(evaluation.kv_cache_host_bytes)
+            .saturating_add(evaluation.compute_host_bytes);
         let decode_speed = self.decode_speed(&evaluation);
         let fits = evaluation.fits();
 
@@ -981,12 +1032,19 @@ impl Planner<'_> {
 
         let kv_description = format!(
             "{} KV cache ({}, {} tokens)",
-            format_bytes(evaluation.kv_cache_gpu_bytes + evaluation.kv_cache_host_bytes),
+            format_bytes(
+                evaluation
+                    .kv_cache_gpu_bytes
+                    .saturating_add(evaluation.kv_cache_host_bytes)
+            ),
             candidate.kv_cache_type,
             candidate.context_length
         );
         let gpu_names: Vec<&str> = self.gpus.iter().map(|gpu| gpu.name.as_str()).collect();
-        let gpu_budget_bytes: u64 = self.gpu_budgets.iter().sum();
+        let gpu_budget_bytes: u64 = self
+            .gpu_budgets
+            .iter()
+            .fold(0, |sum, &budget| sum.saturating_add(budget));
         let mut explanation = Vec::new();
         if !fits {
             explanation.push(format!(
@@ -1169,7 +1227,7 @@ pub fn plan_memory(summary: &ModelSummary, hardware: &Hardware, request: &PlanRe
     let mut context = requested;
     loop {
         if let Some(evaluation) = planner.best_at_context(context) {
-            return planner.into_plan(evaluation, requested);
+            return planner.build_plan(evaluation, requested);
         }
         if context <= minimum {
             break;
@@ -1182,5 +1240,5 @@ pub fn plan_memory(summary: &ModelSummary, hardware: &Hardware, request: &PlanRe
         kv_cache_type: *request.kv_cache_types.last().unwrap_or(&KvCacheType::F16),
         context_length: minimum,
     });
-    planner.into_plan(fallback, requested)
+    planner.build_plan(fallback, requested)
 }

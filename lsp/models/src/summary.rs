@@ -92,7 +92,7 @@ pub struct LatentAttention {
 impl LatentAttention {
     /// Cache elements per token per layer: kv_lora_rank + rope_dimension.
     pub fn cache_elements_per_token_per_layer(&self) -> u64 {
-        self.kv_lora_rank + self.rope_dimension
+        self.kv_lora_rank.saturating_add(self.rope_dimension)
     }
 }
 
@@ -260,7 +260,10 @@ impl ModelSummary {
                 expert_used_count: arch_u64("expert_used_count").unwrap_or(0),
                 expert_shared_count: arch_u64("expert_shared_count").unwrap_or(0),
                 expert_tensor_count: expert_tensors.len(),
-                expert_tensor_bytes: expert_tensors.iter().map(|tensor| tensor.byte_size).sum(),
+                expert_tensor_bytes: expert_tensors
+                    .iter()
+                    .map(|tensor| tensor.byte_size)
+                    .fold(0, u64::saturating_add),
             })
         } else {
             None
@@ -362,8 +365,8 @@ fn tensor_type_usage(tensors: &[TensorInfo]) -> Vec<TensorTypeUsage> {
         match usage.iter_mut().find(|entry| entry.ggml_type == tensor.ggml_type) {
             Some(entry) => {
                 entry.tensor_count += 1;
-                entry.element_count += tensor.element_count;
-                entry.bytes += tensor.byte_size;
+                entry.element_count = entry.element_count.saturating_add(tensor.element_count);
+                entry.bytes = entry.bytes.saturating_add(tensor.byte_size);
             }
             None => usage.push(TensorTypeUsage {
                 ggml_type: tensor.ggml_type,

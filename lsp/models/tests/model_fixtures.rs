@@ -586,3 +586,33 @@ fn summary_serializes_to_json_for_the_cli() {
     assert_eq!(json["kv_cache_type"], "f16");
     assert_eq!(json["gpu_layers"], 3);
 }
+
+/// Metadata with absurd values must give a plan that says it does not fit, not an overflow
+/// panic or a search that never ends.
+#[test]
+fn absurd_metadata_plans_without_panicking() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("absurd.gguf");
+    let mut writer = GgufWriter::new();
+    writer
+        .add_string("general.architecture", "llama")
+        .add_u32("llama.block_count", 100_000)
+        .add_u64("llama.embedding_length", u64::MAX)
+        .add_u64("llama.feed_forward_length", u64::MAX)
+        .add_u64("llama.vocab_size", u64::MAX)
+        .add_u64("llama.attention.head_count", u64::MAX)
+        .add_u64("llama.attention.head_count_kv", u64::MAX)
+        .add_u64("llama.attention.key_length", u64::MAX)
+        .add_u64("llama.attention.kv_lora_rank", 0)
+        .add_i32("tokenizer.ggml.fim_pre_token_id", -1)
+        .add_tensor("blk.99999.attn_norm.weight", &[32], GgmlType::F32);
+    writer.write_to_path(&path).unwrap();
+    let summary = ModelSummary::open(&path).unwrap();
+    assert_eq!(summary.weight_layout.layers.len(), 100_000);
+    assert!(summary.fim_tokens.prefix.is_none());
+    let plan = plan_memory(&summary, &one_gpu(24 << 30), &exact_request(4096));
+    assert!(!plan.fits);
+    assert_eq!(plan.gpu_layers, 0);
+    let report = hearth_models::doctor_report(Some(&path), 4096, &one_gpu(24 << 30));
+    assert!(report.to_string().contains("does not fit"));
+}
