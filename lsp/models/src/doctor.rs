@@ -167,10 +167,11 @@ fn write_summary(out: &mut fmt::Formatter<'_>, summary: &ModelSummary) -> fmt::R
         .iter()
         .map(|usage| {
             format!(
-                "{} {} in {} tensors",
+                "{} {} in {} tensor{}",
                 usage.ggml_type,
                 format_bytes(usage.bytes),
-                usage.tensor_count
+                usage.tensor_count,
+                if usage.tensor_count == 1 { "" } else { "s" }
             )
         })
         .collect();

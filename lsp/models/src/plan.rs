@@ -1181,11 +1181,11 @@ fn bandwidth_summary(decode_speed: &DecodeSpeedEstimate, uses_gpu: bool) -> Stri
     let mut parts = Vec::new();
     if uses_gpu {
         for bandwidth in &decode_speed.gpu_bandwidths {
-            parts.push(format!("GPU {}", bandwidth.basis));
+            parts.push(format!("GPU bandwidth: {}", bandwidth.basis));
         }
     }
     if decode_speed.host_bytes_read_per_token > 0 || !uses_gpu {
-        parts.push(format!("RAM {}", decode_speed.host_bandwidth.basis));
+        parts.push(format!("RAM bandwidth: {}", decode_speed.host_bandwidth.basis));
     }
     parts.join("; ")
 }
