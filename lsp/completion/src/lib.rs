@@ -7,3 +7,4 @@ pub mod cache;
 pub mod fim;
 pub mod lexical;
 pub mod mode;
+pub mod postprocess;
