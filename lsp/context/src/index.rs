@@ -484,9 +484,14 @@ impl Index {
         if self.live_window_count == 0 || query_tokens.is_empty() || limit == 0 {
             return Vec::new();
         }
-        let window_total = self.live_window_count as f32;
-        let average_length = (self.live_window_token_total as f32 / window_total).max(1.0);
-        let max_document_frequency = (self.live_window_count / 10).max(64) as usize;
+        // Posting lists still hold dead windows until the next compaction, so document
+        // frequencies are counted against all windows, dead included; the threshold for
+        // "too common to help" scales by the same dead/live inflation.
+        let live_windows = self.live_window_count as f32;
+        let window_total = (self.windows.len() as f32).max(live_windows);
+        let inflation = window_total / live_windows;
+        let average_length = (self.live_window_token_total as f32 / live_windows).max(1.0);
+        let max_document_frequency = ((self.live_window_count / 10).max(64) as f32 * inflation) as usize;
         let mut terms: Vec<(&Vec<u32>, f32)> = query_tokens
             .iter()
             .filter_map(|token| self.postings.get(token))

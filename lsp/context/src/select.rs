@@ -624,7 +624,7 @@ pub fn select(index: &Index, request: &SelectionRequest<'_>, counter: &dyn Token
         } else {
             cursor_line.saturating_sub(end)
         };
-        distance >= options.same_file_min_distance_lines
+        distance > 0 && distance >= options.same_file_min_distance_lines
     };
 
     // Imports: module signatures and imported definitions.

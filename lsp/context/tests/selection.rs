@@ -3,7 +3,10 @@
 mod common;
 
 use common::{assert_budget_respected, build_index, manifest, select_at, select_with, write_fixture};
-use hearth_context::{EstimateTokenCounter, Selection, SnippetKind};
+use hearth_context::{
+    select, EstimateTokenCounter, RecentRegion, RecentRegionKind, RenderFormat, Selection, SelectionRequest,
+    SnippetKind, TokenCounter,
+};
 
 const SECRET_TOKEN: &str = "ghp_0123456789abcdefghijABCDEFGHIJ012345";
 
@@ -546,5 +549,291 @@ fn rendered_front_is_stable_while_typing_at_the_cursor() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn same_file_definitions_far_from_cursor_and_enclosing_impl_skeleton() {
+    let filler: String = (0..70)
+        .map(|line| format!("        let step_{line} = {line};\n"))
+        .collect();
+    let fixture_text = format!(
+        r#"
+//- /src/engine.rs
+/// Tunes the engine.
+pub fn far_helper(level: u32) -> u32 {{
+    level * 2
+}}
+
+impl Engine {{
+    pub fn start(&mut self) {{
+{filler}        let tuned = far_helper(near_helper());
+        $0
+    }}
+
+    pub fn stop(&mut self) {{}}
+}}
+
+pub fn near_helper() -> u32 {{ 1 }}
+//- /src/model.rs
+pub struct Engine {{
+    pub speed: u32,
+}}
+"#
+    );
+    let fixture = write_fixture(&fixture_text);
+    let index = build_index(&fixture);
+    let selection = select_at(&index, &fixture, 4000);
+    let manifest = manifest(&selection);
+    let far = selection
+        .snippets
+        .iter()
+        .find(|snippet| snippet.reason.starts_with("definition of `far_helper`"))
+        .unwrap_or_else(|| panic!("{manifest:#?}"));
+    assert_eq!(
+        (far.path.as_str(), far.start_line, far.end_line),
+        ("src/engine.rs", 1, 4)
+    );
+    assert!(far.reason.ends_with("(same file)"), "{}", far.reason);
+    // near_helper is within the same-file distance: the prompt already has it.
+    assert!(
+        !selection
+            .snippets
+            .iter()
+            .any(|snippet| snippet.reason.contains("near_helper")),
+        "{manifest:#?}"
+    );
+    let skeleton = snippet_with(&selection, "src/engine.rs", SnippetKind::EnclosingScope)
+        .unwrap_or_else(|| panic!("{manifest:#?}"));
+    assert_eq!(skeleton.reason, "enclosing impl `Engine`");
+    assert!(
+        skeleton
+            .text
+            .contains("pub fn start(&mut self) {\n        // ...\n    }"),
+        "{}",
+        skeleton.text
+    );
+    assert!(
+        skeleton.text.contains("pub fn stop(&mut self) {}"),
+        "{}",
+        skeleton.text
+    );
+    let model = snippet_with(&selection, "src/model.rs", SnippetKind::Definition)
+        .unwrap_or_else(|| panic!("{manifest:#?}"));
+    assert!(model.text.contains("pub speed: u32,"));
+    // Order: enclosing scope before definitions.
+    let kinds: Vec<SnippetKind> = selection.snippets.iter().map(|snippet| snippet.kind).collect();
+    let mut sorted = kinds.clone();
+    sorted.sort();
+    assert_eq!(kinds, sorted);
+}
+
+#[test]
+fn recent_edits_come_last_most_recent_first_in_score_and_skip_secrets() {
+    let fixture = write_fixture(
+        r#"
+//- /src/main.rs
+fn main() {
+    $0
+}
+//- /src/edited.rs
+pub fn one() {}
+pub fn two() {}
+pub fn three() {}
+pub fn four() {}
+pub fn five() {}
+pub fn six() {}
+pub fn seven() {}
+pub fn eight() {}
+pub fn nine() {}
+pub fn ten() {}
+//- /src/older.rs
+pub fn older_change() {}
+//- /.env
+TOKEN=ghp_0123456789abcdefghijABCDEFGHIJ012345
+"#,
+    );
+    let index = build_index(&fixture);
+    let regions = [
+        RecentRegion {
+            path: fixture.root().join("src/older.rs"),
+            start_line: 1,
+            end_line: 1,
+            sequence: 1,
+            kind: RecentRegionKind::View,
+        },
+        RecentRegion {
+            path: "src/edited.rs".into(),
+            start_line: 5,
+            end_line: 6,
+            sequence: 7,
+            kind: RecentRegionKind::Edit,
+        },
+        RecentRegion {
+            path: ".env".into(),
+            start_line: 1,
+            end_line: 1,
+            sequence: 9,
+            kind: RecentRegionKind::Edit,
+        },
+        RecentRegion {
+            path: "src/main.rs".into(),
+            start_line: 1,
+            end_line: 2,
+            sequence: 10,
+            kind: RecentRegionKind::Edit,
+        },
+    ];
+    let path = fixture.cursor_absolute_path();
+    let mut request = SelectionRequest::new(
+        &path,
+        fixture.cursor_text(),
+        fixture.cursor_offset,
+        4000,
+        common::file_sep(),
+    );
+    request.recent_regions = &regions;
+    let selection = select(&index, &request, &EstimateTokenCounter);
+    assert_eq!(
+        manifest(&selection),
+        vec![
+            "recent_edit src/edited.rs:2-9 recent edit",
+            "recent_edit src/older.rs:1-1 recently viewed",
+        ]
+    );
+    assert!(selection.snippets[0].score > selection.snippets[1].score);
+    assert_eq!(
+        selection.rendered,
+        "<|file_sep|>src/edited.rs\npub fn two() {}\npub fn three() {}\npub fn four() {}\npub fn five() {}\npub fn six() {}\npub fn seven() {}\npub fn eight() {}\npub fn nine() {}\n<|file_sep|>src/older.rs\npub fn older_change() {}\n"
+    );
+    assert_no_secret(&selection);
+}
+
+#[test]
+fn path_comment_format_uses_each_language_comment_prefix() {
+    let fixture = write_fixture(
+        r#"
+//- /web/app.ts
+import { greet } from "./greet";
+greet($0);
+//- /web/greet.ts
+export function greet(name: string): string {
+  return `hi ${name}`;
+}
+"#,
+    );
+    let index = build_index(&fixture);
+    let path = fixture.cursor_absolute_path();
+    let request = SelectionRequest::new(
+        &path,
+        fixture.cursor_text(),
+        fixture.cursor_offset,
+        4000,
+        RenderFormat::PathComments,
+    );
+    let selection = select(&index, &request, &EstimateTokenCounter);
+    assert_eq!(
+        selection.rendered,
+        "// path: web/greet.ts\nexport function greet(name: string): string {\n  return `hi ${name}`;\n}\n\n"
+    );
+    assert_eq!(selection.snippets.len(), 1);
+    assert_eq!(
+        selection.snippets[0].reason,
+        "definition of `greet` used at cursor; definition of `greet` imported from `./greet`; import `./greet`"
+    );
+    assert_eq!(
+        selection.total_tokens,
+        EstimateTokenCounter.count(&selection.rendered)
+    );
+
+    let python =
+        write_fixture("//- /a.py\nfrom b import thing\nthing($0)\n//- /b.py\ndef thing():\n    return 1\n");
+    let index = build_index(&python);
+    let path = python.cursor_absolute_path();
+    let request = SelectionRequest::new(
+        &path,
+        python.cursor_text(),
+        python.cursor_offset,
+        4000,
+        RenderFormat::PathComments,
+    );
+    let selection = select(&index, &request, &EstimateTokenCounter);
+    assert!(
+        selection.rendered.starts_with("# path: b.py\ndef thing():\n"),
+        "{}",
+        selection.rendered
+    );
+}
+
+#[test]
+fn similar_code_from_other_files_is_found_without_shared_names() {
+    let fixture = write_fixture(
+        r#"
+//- /src/handlers/users.py
+def handle_users(request):
+    payload = request.json()
+    validate_payload(payload, schema="users")
+    record = database.insert("users", payload)
+    audit_log.write("created", record.identifier)
+    return respond(201, record)
+//- /src/handlers/orders.py
+def handle_orders(request):
+    payload = request.json()
+    validate_payload(payload, schema="orders")
+    record = database.insert("orders", payload)
+    $0
+//- /src/unrelated.py
+def plot_histogram(values, buckets):
+    figure = canvas.figure()
+    figure.bars(values, buckets)
+    return figure
+"#,
+    );
+    let index = build_index(&fixture);
+    let selection = select_at(&index, &fixture, 4000);
+    let similar = snippet_with(&selection, "src/handlers/users.py", SnippetKind::SimilarCode)
+        .unwrap_or_else(|| panic!("{:#?}", manifest(&selection)));
+    assert!(similar
+        .text
+        .contains("audit_log.write(\"created\", record.identifier)"));
+    assert!(!selection
+        .snippets
+        .iter()
+        .any(|snippet| snippet.path == "src/unrelated.py"));
+}
+
+#[test]
+fn selection_manifest_serialises_to_json() {
+    let fixture = write_fixture(RUST_FIXTURE);
+    let index = build_index(&fixture);
+    let selection = select_at(&index, &fixture, 4000);
+    let json = serde_json::to_value(&selection).expect("serialisable");
+    let first = &json["snippets"][0];
+    assert!(first["path"].is_string());
+    assert!(first["start_line"].as_u64().is_some_and(|line| line >= 1));
+    assert!(first["kind"].is_string());
+    assert!(first["reason"].is_string());
+    assert_eq!(json["budget_tokens"], 4000);
+    assert_eq!(json["total_tokens"].as_u64(), Some(selection.total_tokens as u64));
+    let format = serde_json::to_value(common::file_sep()).expect("serialisable");
+    assert_eq!(
+        format,
+        serde_json::json!({"type": "file_sep", "file_sep": "<|file_sep|>"})
+    );
+}
+
+#[test]
+fn cursor_positions_out_of_range_or_inside_characters_do_not_panic() {
+    let fixture =
+        write_fixture("//- /src/main.rs\nfn main() { let é = \"ü\"; $0 }\n//- /src/b.rs\npub fn b() {}\n");
+    let index = build_index(&fixture);
+    let text = fixture.cursor_text();
+    for cursor in [0, 1, 17, 18, 19, 22, text.len(), text.len() + 10, usize::MAX] {
+        let selection = select_with(&index, &fixture, text, cursor, 500, &EstimateTokenCounter);
+        assert_budget_respected(&selection, &EstimateTokenCounter);
+    }
+    for text in ["", "\n\n\n", "fn (((", "\u{feff}fn main() {}"] {
+        let selection = select_with(&index, &fixture, text, 3, 500, &EstimateTokenCounter);
+        assert_budget_respected(&selection, &EstimateTokenCounter);
     }
 }
