@@ -136,6 +136,11 @@ pub enum LexEvent {
     QuoteOpen(char, usize),
     /// A quote closing a string at this byte offset.
     QuoteClose(char, usize),
+    /// A line or block comment starts at this byte offset.
+    CommentStart(usize),
+    /// A comment ends just before this byte offset (after `*/`, or at the `\n` ending a line
+    /// comment).
+    CommentEnd(usize),
 }
 
 /// The opening bracket for a closing one.
@@ -164,6 +169,7 @@ pub fn scan(
         match state {
             LexState::LineComment => {
                 if ch == '\n' {
+                    on_event(LexEvent::CommentEnd(byte_offset));
                     state = LexState::Code;
                 }
             }
@@ -172,6 +178,7 @@ pub fn scan(
                     if rest.starts_with(end) {
                         state = LexState::Code;
                         byte_offset += end.len();
+                        on_event(LexEvent::CommentEnd(byte_offset));
                         continue;
                     }
                 }
@@ -200,12 +207,14 @@ pub fn scan(
                     .iter()
                     .find(|start| rest.starts_with(**start))
                 {
+                    on_event(LexEvent::CommentStart(byte_offset));
                     state = LexState::LineComment;
                     byte_offset += start.len();
                     continue;
                 }
                 if let Some((start, _)) = syntax.block_comment {
                     if rest.starts_with(start) {
+                        on_event(LexEvent::CommentStart(byte_offset));
                         state = LexState::BlockComment;
                         byte_offset += start.len();
                         continue;
@@ -253,6 +262,25 @@ fn char_literal_len(text: &str, quote: char, backslash_escapes: bool) -> Option<
     }
     let (index, second) = chars.next()?;
     (second == quote).then_some(index + quote.len_utf8())
+}
+
+/// `text` without its comments (strings are kept), e.g. to look at how a line of code ends.
+pub fn without_comments(text: &str, syntax: &LexicalSyntax) -> String {
+    let mut code = String::with_capacity(text.len());
+    let mut segment_start = Some(0);
+    scan(text, LexState::Code, syntax, |event| match event {
+        LexEvent::CommentStart(offset) => {
+            if let Some(start) = segment_start.take() {
+                code.push_str(&text[start..offset]);
+            }
+        }
+        LexEvent::CommentEnd(offset) => segment_start = Some(offset),
+        _ => {}
+    });
+    if let Some(start) = segment_start {
+        code.push_str(&text[start..]);
+    }
+    code
 }
 
 /// Where the cursor sits, lexically.
@@ -346,8 +374,30 @@ mod tests {
                 LexEvent::Open('[', 7),
                 LexEvent::Close(']', 9),
                 LexEvent::Close(')', 10),
+                LexEvent::CommentStart(12),
             ]
         );
+    }
+
+    #[test]
+    fn without_comments_cases() {
+        let cases: &[(LexicalSyntax, &str, &str)] = &[
+            (LexicalSyntax::C_LIKE, "if x {  // note", "if x {  "),
+            (LexicalSyntax::C_LIKE, "a /* b */ c /* d", "a  c "),
+            (
+                LexicalSyntax::C_LIKE,
+                "s = \"// not\"; // yes\nnext",
+                "s = \"// not\"; \nnext",
+            ),
+            (LexicalSyntax::HASH, "if x:  # check", "if x:  "),
+            (LexicalSyntax::HASH, "# all", ""),
+            (LexicalSyntax::MARKUP, "<p><!-- c --></p>", "<p></p>"),
+            (LexicalSyntax::PLAIN, "// kept", "// kept"),
+            (LexicalSyntax::C_LIKE, "😀 // 漢字", "😀 "),
+        ];
+        for (syntax, text, expected) in cases {
+            assert_eq!(without_comments(text, syntax), *expected, "{text:?}");
+        }
     }
 
     #[test]

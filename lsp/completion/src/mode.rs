@@ -1,5 +1,7 @@
 //! Single-line or multi-line: decided from the text around the cursor.
 
+use crate::lexical::{cursor_context, without_comments, CursorContext, LexicalSyntax};
+
 /// The `multiline` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum MultilineSetting {
@@ -59,8 +61,16 @@ impl Default for ModeConfig {
 ///   ends with a block opener (`{`, `(`, `[`, `:`, `=>`, `->`, `do`, `then`, `else`) and nothing
 ///   but closing brackets, quotes and `;`/`,` follows the cursor (`fn f() {|}`) — except an
 ///   auto-closed `(|)` or `[|]`, which wants one line of arguments.
-/// - Single line otherwise: at the end of a non-empty line, or with other text after the cursor.
-pub fn completion_mode(line_before: &str, line_after: &str, config: &ModeConfig) -> Option<CompletionMode> {
+/// - Single line otherwise: at the end of a non-empty line, with other text after the cursor, or
+///   when the cursor is in a comment or string (by [`cursor_context`]).
+///
+/// A closed block comment before the cursor is ignored (`if x { /* note */ |` opens a block).
+pub fn completion_mode(
+    line_before: &str,
+    line_after: &str,
+    syntax: &LexicalSyntax,
+    config: &ModeConfig,
+) -> Option<CompletionMode> {
     let after = line_after.trim_end_matches(['\r', '\n']);
     if after.chars().next().is_some_and(is_word_char) {
         return None;
@@ -70,10 +80,16 @@ pub fn completion_mode(line_before: &str, line_after: &str, config: &ModeConfig)
         MultilineSetting::Never => false,
         MultilineSetting::Auto => {
             let after_is_closers_only = after.chars().all(|ch| ch.is_whitespace() || is_closer_like(ch));
-            let before = line_before.trim_end();
+            let in_code = cursor_context(line_before, syntax) == CursorContext::Code
+                || line_before.trim_start().is_empty();
+            let code_before = without_comments(line_before, syntax);
+            let before = code_before.trim_end();
             // `foo(|)` and `[|]` want arguments or items on this line; `{|}` wants a body.
             let inline_pair = !after.trim().is_empty() && before.ends_with(['(', '[']);
-            after_is_closers_only && !inline_pair && (before.is_empty() || ends_with_block_opener(before))
+            in_code
+                && after_is_closers_only
+                && !inline_pair
+                && (before.is_empty() || ends_with_block_opener(before))
         }
     };
     Some(if multiline {
@@ -156,12 +172,39 @@ mod tests {
             ("   x", " # note", "single"),
             ("redo", "", "single"),
             ("todo:", "", "multi"),
+            // Comments and strings.
+            // Typing in a trailing comment: one line of comment.
+            ("if (x) {  // note", "", "single"),
+            ("if (x) { /* a */ ", "", "multi"),
+            ("// TODO:", "", "single"),
+            ("    /* list:", "", "single"),
+            ("let s = \"{", "\";", "single"),
         ];
         for (before, after, expected) in cases {
             assert_eq!(
-                describe(completion_mode(before, after, &config)),
+                describe(completion_mode(before, after, &LexicalSyntax::C_LIKE, &config)),
                 *expected,
                 "{before:?}|{after:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn python_block_openers_and_comments() {
+        let python = LexicalSyntax::for_language("python");
+        let config = ModeConfig::default();
+        let cases: &[(&str, &str, &str)] = &[
+            ("    if x:  # check", "", "single"),
+            ("    for item in items:", "", "multi"),
+            ("    # steps:", "", "single"),
+            ("    \"\"\"Args:", "", "single"),
+            ("    total = price * 2  # tax", "", "single"),
+        ];
+        for (before, after, expected) in cases {
+            assert_eq!(
+                describe(completion_mode(before, after, &python, &config)),
+                *expected,
+                "{before:?}"
             );
         }
     }
@@ -177,25 +220,28 @@ mod tests {
             max_lines: 5,
         };
         assert_eq!(
-            completion_mode("    return x", "", &always),
+            completion_mode("    return x", "", &LexicalSyntax::C_LIKE, &always),
             Some(CompletionMode {
                 multiline: true,
                 max_lines: 5
             })
         );
-        assert_eq!(completion_mode("", "", &never), Some(CompletionMode::SINGLE_LINE));
         assert_eq!(
-            completion_mode("fn f() {", "}", &never),
+            completion_mode("", "", &LexicalSyntax::C_LIKE, &never),
             Some(CompletionMode::SINGLE_LINE)
         );
-        assert_eq!(completion_mode("fo", "o", &always), None);
+        assert_eq!(
+            completion_mode("fn f() {", "}", &LexicalSyntax::C_LIKE, &never),
+            Some(CompletionMode::SINGLE_LINE)
+        );
+        assert_eq!(completion_mode("fo", "o", &LexicalSyntax::C_LIKE, &always), None);
         // A zero line limit still allows one line.
         let zero = ModeConfig {
             setting: MultilineSetting::Auto,
             max_lines: 0,
         };
         assert_eq!(
-            completion_mode("", "", &zero),
+            completion_mode("", "", &LexicalSyntax::C_LIKE, &zero),
             Some(CompletionMode {
                 multiline: true,
                 max_lines: 1

@@ -327,6 +327,7 @@ fn closers(text: &str, start: LexState, syntax: &LexicalSyntax) -> Vec<Closer> {
             });
             string_opened_here = false;
         }
+        LexEvent::CommentStart(_) | LexEvent::CommentEnd(_) => {}
     });
     found
 }
@@ -708,7 +709,13 @@ mod tests {
         let suffix_line = after.split('\n').next().unwrap_or("");
         let next_lines: Vec<&str> = after.split('\n').skip(1).take(10).collect();
         let mode = match multiline {
-            None => completion_mode(prefix_line, suffix_line, &ModeConfig::default()).expect("a mode"),
+            None => completion_mode(
+                prefix_line,
+                suffix_line,
+                &LexicalSyntax::C_LIKE,
+                &ModeConfig::default(),
+            )
+            .expect("a mode"),
             Some(true) => CompletionMode::multi_line(8),
             Some(false) => CompletionMode::SINGLE_LINE,
         };
