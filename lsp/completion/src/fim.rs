@@ -263,6 +263,14 @@ pub fn build_fim_prompt(format: &FimFormat, inputs: &PromptInputs) -> Vec<Prompt
     builder.finish()
 }
 
+/// The infill prompt when the vocabulary can infill, the prefix-only prompt otherwise.
+pub fn build_prompt(tokens: &FimTokens, inputs: &PromptInputs) -> Vec<PromptPart> {
+    match FimFormat::from_tokens(tokens) {
+        Some(format) => build_fim_prompt(&format, inputs),
+        None => build_prefix_only_prompt(inputs),
+    }
+}
+
 /// The prompt for models without FIM tokens (e.g. SmolLM2): context blocks, the current file's
 /// path comment, then the prefix. Nothing after the cursor can be shown to such a model.
 pub fn build_prefix_only_prompt(inputs: &PromptInputs) -> Vec<PromptPart> {
@@ -719,6 +727,14 @@ mod tests {
             def total(items):
                 return "#]]
         .assert_eq(&render(&parts));
+    }
+
+    #[test]
+    fn build_prompt_picks_the_layout() {
+        let infill = build_prompt(&qwen25_coder(), &inputs());
+        assert_eq!(infill.first(), Some(&PromptPart::Special(SpecialToken::FimRep)));
+        let plain = build_prompt(&tiny("nofim"), &inputs());
+        assert_eq!(plain, build_prefix_only_prompt(&inputs()));
     }
 
     #[test]

@@ -67,6 +67,30 @@ impl PostprocessContext<'_> {
     }
 }
 
+/// The cursor line split at the cursor, and the lines after it: what [`PostprocessContext`]
+/// borrows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorLines<'a> {
+    pub prefix_line: &'a str,
+    pub suffix_line: &'a str,
+    pub next_lines: Vec<&'a str>,
+}
+
+impl<'a> CursorLines<'a> {
+    /// From the document's text before and after the cursor; at most `max_next_lines` lines after
+    /// the cursor line (`\r` stays on the lines; the rules ignore it).
+    pub fn new(before: &'a str, after: &'a str, max_next_lines: usize) -> CursorLines<'a> {
+        let prefix_line = &before[before.rfind('\n').map_or(0, |index| index + 1)..];
+        let mut lines = after.split('\n');
+        let suffix_line = lines.next().unwrap_or("");
+        CursorLines {
+            prefix_line,
+            suffix_line,
+            next_lines: lines.take(max_next_lines).collect(),
+        }
+    }
+}
+
 /// Turns a model's raw output into the suggestion to show, or `None` when nothing useful remains.
 pub fn postprocess(raw: &str, ctx: &PostprocessContext<'_>) -> Option<String> {
     let normalized = normalize_line_endings(raw);
@@ -702,12 +726,40 @@ mod tests {
         assert_eq!(check_syntax("x", &broken), Some("x"));
     }
 
+    #[test]
+    fn cursor_lines_cases() {
+        let lines = CursorLines::new("a\nbc", "de\r\nf\ng\nh", 2);
+        assert_eq!(
+            lines,
+            CursorLines {
+                prefix_line: "bc",
+                suffix_line: "de\r",
+                next_lines: vec!["f", "g"]
+            }
+        );
+        assert_eq!(
+            CursorLines::new("", "", 3),
+            CursorLines {
+                prefix_line: "",
+                suffix_line: "",
+                next_lines: vec![]
+            }
+        );
+        let lines = CursorLines::new("😀\n漢", "字\n", 3);
+        assert_eq!(
+            (lines.prefix_line, lines.suffix_line, lines.next_lines),
+            ("漢", "字", vec![""])
+        );
+    }
+
     /// Runs [`postprocess`] at the `$0` cursor of `document`, in the mode the cursor line gets.
     fn run(document: &str, raw: &str, multiline: Option<bool>, syntax_check: bool) -> Option<String> {
         let (before, after) = document.split_once("$0").expect("cursor marker");
-        let prefix_line = &before[before.rfind('\n').map_or(0, |i| i + 1)..];
-        let suffix_line = after.split('\n').next().unwrap_or("");
-        let next_lines: Vec<&str> = after.split('\n').skip(1).take(10).collect();
+        let CursorLines {
+            prefix_line,
+            suffix_line,
+            next_lines,
+        } = CursorLines::new(before, after, 10);
         let mode = match multiline {
             None => completion_mode(
                 prefix_line,
