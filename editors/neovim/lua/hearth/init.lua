@@ -340,12 +340,14 @@ function M.start(bufnr)
   local root_dir = vim.fs.root(bufnr, M.config.root_markers)
     or (name ~= '' and vim.fs.dirname(vim.fs.normalize(name)))
     or vim.uv.cwd()
+  -- An empty Lua table would go out as a JSON array.
+  local settings = next(M.config.settings) and M.config.settings or vim.empty_dict()
   return vim.lsp.start({
     name = 'hearth',
     cmd = M.config.cmd,
     root_dir = root_dir,
-    init_options = M.config.settings,
-    settings = { hearth = M.config.settings },
+    init_options = { hearth = settings },
+    settings = { hearth = settings },
     handlers = { ['hearth/status'] = on_status },
     on_attach = on_attach,
     on_exit = function(_, _, client_id)
