@@ -134,11 +134,29 @@ pub struct Outline {
     pub imports: Vec<ExtractedImport>,
 }
 
-/// Definitions and imports of `text`, parsed into `tree`.
+/// Definitions and imports of `text`, parsed into `tree`, in one pass of the combined
+/// outline query (definitions.scm + imports.scm): one traversal of the tree instead of two.
 pub fn extract_outline(language: LanguageId, tree: &Tree, text: &str) -> Outline {
+    let Ok(queries) = language_queries(language) else {
+        return Outline::default();
+    };
+    let query = &queries.outline;
+    let capture_names = query.capture_names();
+    let mut raw_definitions: Vec<RawDefinition<'_>> = Vec::new();
+    let mut imports_by_range: BTreeMap<(usize, usize), ExtractedImport> = BTreeMap::new();
+    let mut cursor = QueryCursor::new();
+    cursor.set_max_start_depth(Some(OUTLINE_MAX_START_DEPTH));
+    let mut matches = cursor.matches(query, tree.root_node(), text.as_bytes());
+    while let Some(query_match) = matches.next() {
+        if !add_import_match(query_match, capture_names, text, &mut imports_by_range) {
+            if let Some(raw) = definition_from_match(query_match, capture_names, text) {
+                raw_definitions.push(raw);
+            }
+        }
+    }
     Outline {
-        definitions: extract_definitions(language, tree, text),
-        imports: extract_imports(language, tree, text),
+        definitions: finish_definitions(raw_definitions, text),
+        imports: imports_by_range.into_values().collect(),
     }
 }
 
@@ -209,11 +227,53 @@ fn find_body(definition: Node<'_>) -> Option<Node<'_>> {
     None
 }
 
+/// Definitions and imports are looked for at most this deep in the syntax tree (a method
+/// of an impl in two nested modules is at depth 7); deeper matches (local functions inside
+/// function bodies) are skipped, which saves the query engine a lot of work.
+pub const OUTLINE_MAX_START_DEPTH: u32 = 10;
+
 struct RawDefinition<'tree> {
     node: Node<'tree>,
     name: String,
     kind: DefinitionKind,
     pattern_index: usize,
+}
+
+fn definition_from_match<'tree>(
+    query_match: &tree_sitter::QueryMatch<'_, 'tree>,
+    capture_names: &[&str],
+    text: &str,
+) -> Option<RawDefinition<'tree>> {
+    let mut name: Option<String> = None;
+    let mut definition: Option<(Node<'tree>, DefinitionKind)> = None;
+    for capture in query_match.captures {
+        let capture_name = capture_names[capture.index as usize];
+        if capture_name == "name" {
+            if let Some(name_text) = node_text(capture.node, text) {
+                name = Some(name_text.trim().to_string());
+            }
+        } else if let Some(suffix) = capture_name.strip_prefix("definition.") {
+            if let Some(kind) = DefinitionKind::from_capture_suffix(suffix) {
+                definition = Some((capture.node, kind));
+            }
+        }
+    }
+    let (name, (mut node, kind)) = (name?, definition?);
+    if name.is_empty() {
+        return None;
+    }
+    // `export function f()` / `export default class C`: the export belongs to the signature.
+    if let Some(parent) = node.parent() {
+        if parent.kind() == "export_statement" {
+            node = parent;
+        }
+    }
+    Some(RawDefinition {
+        node,
+        name,
+        kind,
+        pattern_index: query_match.pattern_index,
+    })
 }
 
 /// Definitions of `text`, sorted by start offset (outer definitions before inner ones).
@@ -225,41 +285,19 @@ pub fn extract_definitions(language: LanguageId, tree: &Tree, text: &str) -> Vec
     let capture_names = query.capture_names();
     let mut raw_definitions: Vec<RawDefinition<'_>> = Vec::new();
     let mut cursor = QueryCursor::new();
+    cursor.set_max_start_depth(Some(OUTLINE_MAX_START_DEPTH));
     let mut matches = cursor.matches(query, tree.root_node(), text.as_bytes());
     while let Some(query_match) = matches.next() {
-        let mut name: Option<String> = None;
-        let mut definition: Option<(Node<'_>, DefinitionKind)> = None;
-        for capture in query_match.captures {
-            let capture_name = capture_names[capture.index as usize];
-            if capture_name == "name" {
-                if let Some(name_text) = node_text(capture.node, text) {
-                    name = Some(name_text.trim().to_string());
-                }
-            } else if let Some(suffix) = capture_name.strip_prefix("definition.") {
-                if let Some(kind) = DefinitionKind::from_capture_suffix(suffix) {
-                    definition = Some((capture.node, kind));
-                }
-            }
+        if let Some(raw) = definition_from_match(query_match, capture_names, text) {
+            raw_definitions.push(raw);
         }
-        let (Some(name), Some((mut node, kind))) = (name, definition) else {
-            continue;
-        };
-        if name.is_empty() {
-            continue;
-        }
-        // `export function f()` / `export default class C`: the export belongs to the signature.
-        if let Some(parent) = node.parent() {
-            if parent.kind() == "export_statement" {
-                node = parent;
-            }
-        }
-        raw_definitions.push(RawDefinition {
-            node,
-            name,
-            kind,
-            pattern_index: query_match.pattern_index,
-        });
     }
+    finish_definitions(raw_definitions, text)
+}
+
+/// Sorts, deduplicates (the same node captured by two patterns keeps the first pattern),
+/// links scopes, turns functions in types into methods, finds bodies and signatures.
+fn finish_definitions(mut raw_definitions: Vec<RawDefinition<'_>>, text: &str) -> Vec<ExtractedDefinition> {
     raw_definitions.sort_by_key(|raw| {
         (
             raw.node.start_byte(),
@@ -350,6 +388,53 @@ fn clean_module_text(raw: &str) -> String {
     trimmed.trim().to_string()
 }
 
+/// Adds the import of a match to `imports_by_range`; false when the match has no `@import`.
+fn add_import_match(
+    query_match: &tree_sitter::QueryMatch<'_, '_>,
+    capture_names: &[&str],
+    text: &str,
+    imports_by_range: &mut BTreeMap<(usize, usize), ExtractedImport>,
+) -> bool {
+    let Some(import_node) = query_match
+        .captures
+        .iter()
+        .find(|capture| capture_names[capture.index as usize] == "import")
+        .map(|capture| capture.node)
+    else {
+        return false;
+    };
+    let import = imports_by_range
+        .entry((import_node.start_byte(), import_node.end_byte()))
+        .or_insert_with(|| ExtractedImport {
+            byte_range: import_node.byte_range(),
+            start_line: import_node.start_position().row,
+            end_line: node_end_line(import_node),
+            modules: Vec::new(),
+            names: Vec::new(),
+        });
+    for capture in query_match.captures {
+        let Some(captured_text) = node_text(capture.node, text) else {
+            continue;
+        };
+        match capture_names[capture.index as usize] {
+            "import.module" => {
+                let module = clean_module_text(captured_text);
+                if !module.is_empty() && !import.modules.contains(&module) {
+                    import.modules.push(module);
+                }
+            }
+            "import.name" => {
+                let name = captured_text.trim().to_string();
+                if !name.is_empty() && !import.names.contains(&name) {
+                    import.names.push(name);
+                }
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
 /// Imports of `text`, in source order. Several matches on the same import node are merged.
 pub fn extract_imports(language: LanguageId, tree: &Tree, text: &str) -> Vec<ExtractedImport> {
     let Ok(queries) = language_queries(language) else {
@@ -359,45 +444,10 @@ pub fn extract_imports(language: LanguageId, tree: &Tree, text: &str) -> Vec<Ext
     let capture_names = query.capture_names();
     let mut imports_by_range: BTreeMap<(usize, usize), ExtractedImport> = BTreeMap::new();
     let mut cursor = QueryCursor::new();
+    cursor.set_max_start_depth(Some(OUTLINE_MAX_START_DEPTH));
     let mut matches = cursor.matches(query, tree.root_node(), text.as_bytes());
     while let Some(query_match) = matches.next() {
-        let Some(import_node) = query_match
-            .captures
-            .iter()
-            .find(|capture| capture_names[capture.index as usize] == "import")
-            .map(|capture| capture.node)
-        else {
-            continue;
-        };
-        let import = imports_by_range
-            .entry((import_node.start_byte(), import_node.end_byte()))
-            .or_insert_with(|| ExtractedImport {
-                byte_range: import_node.byte_range(),
-                start_line: import_node.start_position().row,
-                end_line: node_end_line(import_node),
-                modules: Vec::new(),
-                names: Vec::new(),
-            });
-        for capture in query_match.captures {
-            let Some(captured_text) = node_text(capture.node, text) else {
-                continue;
-            };
-            match capture_names[capture.index as usize] {
-                "import.module" => {
-                    let module = clean_module_text(captured_text);
-                    if !module.is_empty() && !import.modules.contains(&module) {
-                        import.modules.push(module);
-                    }
-                }
-                "import.name" => {
-                    let name = captured_text.trim().to_string();
-                    if !name.is_empty() && !import.names.contains(&name) {
-                        import.names.push(name);
-                    }
-                }
-                _ => {}
-            }
-        }
+        add_import_match(query_match, capture_names, text, &mut imports_by_range);
     }
     imports_by_range.into_values().collect()
 }

@@ -28,6 +28,8 @@ pub struct LanguageQueries {
     pub definitions: tree_sitter::Query,
     pub imports: tree_sitter::Query,
     pub references: tree_sitter::Query,
+    /// `definitions.scm` and `imports.scm` compiled together, for one-pass outlines.
+    pub outline: tree_sitter::Query,
 }
 
 impl LanguageQueries {
@@ -124,6 +126,19 @@ pub fn language_queries(language: LanguageId) -> Result<&'static LanguageQueries
             definitions: compile(language, QueryKind::Definitions)?,
             imports: compile(language, QueryKind::Imports)?,
             references: compile(language, QueryKind::References)?,
+            outline: tree_sitter::Query::new(
+                &language.tree_sitter_language(),
+                &format!(
+                    "{}\n{}",
+                    query_source(language, QueryKind::Definitions),
+                    query_source(language, QueryKind::Imports)
+                ),
+            )
+            .map_err(|error| QueryCompileError {
+                language,
+                kind: QueryKind::Imports,
+                message: format!("combined with definitions.scm: {error}"),
+            })?,
         })
     });
     compiled.as_ref().map_err(Clone::clone)

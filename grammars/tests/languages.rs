@@ -1,13 +1,18 @@
 //! Per-language tests: parse a small snippet and check what the queries capture.
 
 use hearth_grammars::{
-    extract_definitions, extract_imports, extract_references, parse, syntax_error_count, LanguageId,
+    extract_definitions, extract_imports, extract_outline, extract_references, parse, syntax_error_count,
+    LanguageId,
 };
 
 /// Definitions as `kind name` or `kind Parent::name`, in source order.
 fn definitions(language: LanguageId, text: &str) -> Vec<String> {
     let tree = parse(language, text).expect("grammar loads");
     let definitions = extract_definitions(language, &tree, text);
+    // The one-pass outline finds exactly what the two separate queries find.
+    let outline = extract_outline(language, &tree, text);
+    assert_eq!(outline.definitions, definitions);
+    assert_eq!(outline.imports, extract_imports(language, &tree, text));
     definitions
         .iter()
         .map(|definition| match definition.parent {

@@ -67,7 +67,7 @@ pub(crate) struct Window {
 const BM25_K1: f32 = 1.2;
 const BM25_B: f32 = 0.75;
 /// A similarity query visits at most this many postings (rare tokens first).
-const MAX_POSTINGS_PER_QUERY: usize = 200_000;
+const MAX_POSTINGS_PER_QUERY: usize = 60_000;
 
 /// The workspace index. Build it with [`Index::build`], keep it current with
 /// [`Index::update_file`] / [`Index::remove_file`], query it with [`crate::select`].
@@ -517,7 +517,9 @@ impl Index {
         if best_possible <= 0.0 {
             return Vec::new();
         }
-        let mut scores: HashMap<u32, f32> = HashMap::new();
+        // Dense accumulator indexed by window id, plus the list of touched windows.
+        let mut scores: Vec<f32> = vec![0.0; self.windows.len()];
+        let mut touched: Vec<u32> = Vec::new();
         let mut visited = 0;
         for (posting, idf) in terms {
             if visited + posting.len() > MAX_POSTINGS_PER_QUERY {
@@ -525,21 +527,37 @@ impl Index {
             }
             visited += posting.len();
             for &window_id in posting {
-                let Some(window) = self.windows.get(window_id as usize) else {
+                let (Some(window), Some(score)) = (
+                    self.windows.get(window_id as usize),
+                    scores.get_mut(window_id as usize),
+                ) else {
                     continue;
                 };
+                if *score == 0.0 {
+                    touched.push(window_id);
+                }
                 let length_norm =
                     BM25_K1 * (1.0 - BM25_B + BM25_B * window.token_count as f32 / average_length);
-                *scores.entry(window_id).or_insert(0.0) += idf * (BM25_K1 + 1.0) / (1.0 + length_norm);
+                *score += idf * (BM25_K1 + 1.0) / (1.0 + length_norm);
             }
         }
-        let mut ranked: Vec<(Window, f32)> = scores
+        let mut ranked: Vec<(u32, f32)> = touched
             .into_iter()
-            .filter(|&(window_id, _)| self.window_is_live(window_id))
-            .filter_map(|(window_id, score)| {
-                let window = self.windows[window_id as usize];
-                (Some(window.file) != excluded_file).then_some((window, (score / best_possible).min(1.0)))
-            })
+            .filter(|&window_id| Some(self.windows[window_id as usize].file) != excluded_file)
+            .filter(|&window_id| self.window_is_live(window_id))
+            .map(|window_id| (window_id, scores[window_id as usize]))
+            .collect();
+        // The best `limit` by score (ties by window id), then sorted with a tie-break that
+        // does not depend on window ids (path, line).
+        if limit < ranked.len() {
+            ranked.select_nth_unstable_by(limit, |left, right| {
+                right.1.total_cmp(&left.1).then(left.0.cmp(&right.0))
+            });
+            ranked.truncate(limit);
+        }
+        let mut ranked: Vec<(Window, f32)> = ranked
+            .into_iter()
+            .map(|(window_id, score)| (self.windows[window_id as usize], (score / best_possible).min(1.0)))
             .collect();
         ranked.sort_by(|left, right| {
             right

@@ -204,6 +204,11 @@ struct Candidate {
     pieces: Vec<LineRange>,
     /// A shorter alternative (signature only) tried when `pieces` do not fit.
     compact_pieces: Option<Vec<LineRange>>,
+    /// For definitions: the position in its file's definitions; `pieces` are then computed
+    /// only when packing reaches the candidate.
+    definition: Option<usize>,
+    /// 0-based first line, for a deterministic order among equal scores.
+    sort_line: u32,
     /// Pieces may be dropped individually on overlap, except the first one.
     partial_allowed: bool,
 }
@@ -562,58 +567,52 @@ pub fn select(index: &Index, request: &SelectionRequest<'_>, counter: &dyn Token
     let family = current_language.map(LanguageId::family);
     let same_family = |language: LanguageId| family.is_none_or(|family| language.family() == family);
 
-    let mut add_definition = |candidates: &mut Vec<Candidate>,
-                              texts: &mut TextCache<'_>,
-                              source: Source,
-                              position: usize,
-                              score: f32,
-                              reason: String| {
-        if let Some(&existing) = definition_candidates.get(&(source, position)) {
-            let candidate: &mut Candidate = &mut candidates[existing];
-            if !candidate.reason.split("; ").any(|part| part == reason)
-                && candidate.reason.matches("; ").count() < MAX_EXTRA_REASONS
-            {
-                candidate.reason = if score > candidate.score {
-                    format!("{reason}; {}", candidate.reason)
-                } else {
-                    format!("{}; {reason}", candidate.reason)
-                };
+    let mut add_definition =
+        |candidates: &mut Vec<Candidate>, source: Source, position: usize, score: f32, reason: String| {
+            if let Some(&existing) = definition_candidates.get(&(source, position)) {
+                let candidate: &mut Candidate = &mut candidates[existing];
+                if !candidate.reason.split("; ").any(|part| part == reason)
+                    && candidate.reason.matches("; ").count() < MAX_EXTRA_REASONS
+                {
+                    candidate.reason = if score > candidate.score {
+                        format!("{reason}; {}", candidate.reason)
+                    } else {
+                        format!("{}; {reason}", candidate.reason)
+                    };
+                }
+                candidate.score = candidate.score.max(score);
+                return;
             }
-            candidate.score = candidate.score.max(score);
-            return;
-        }
-        let (definitions, path, language): (&[Definition], Arc<str>, Option<LanguageId>) = match source {
-            Source::Current => (current_definitions, Arc::clone(&current_key), current_language),
-            Source::Indexed(file) => match index.file_by_id(file) {
-                Some(entry) => (
-                    &entry.definitions,
-                    entry.relative_path.as_ref().into(),
-                    Some(entry.language),
-                ),
-                None => return,
-            },
+            let (definitions, path, language): (&[Definition], Arc<str>, Option<LanguageId>) = match source {
+                Source::Current => (current_definitions, Arc::clone(&current_key), current_language),
+                Source::Indexed(file) => match index.file_by_id(file) {
+                    Some(entry) => (
+                        &entry.definitions,
+                        entry.relative_path.as_ref().into(),
+                        Some(entry.language),
+                    ),
+                    None => return,
+                },
+            };
+            let Some(definition) = definitions.get(position) else {
+                return;
+            };
+            // Pieces are computed when packing reaches this candidate (its file is read then).
+            definition_candidates.insert((source, position), candidates.len());
+            candidates.push(Candidate {
+                source,
+                path,
+                language,
+                kind: SnippetKind::Definition,
+                reason,
+                score,
+                sort_line: definition.doc_start_line.saturating_sub(1),
+                pieces: Vec::new(),
+                compact_pieces: None,
+                definition: Some(position),
+                partial_allowed: definition.kind.is_type_container(),
+            });
         };
-        if position >= definitions.len() {
-            return;
-        }
-        let Some((file_text, starts)) = texts.get(source) else {
-            return;
-        };
-        let (pieces, compact_pieces) = definition_pieces(definitions, position, file_text, starts, options);
-        let kind = definitions[position].kind;
-        definition_candidates.insert((source, position), candidates.len());
-        candidates.push(Candidate {
-            source,
-            path,
-            language,
-            kind: SnippetKind::Definition,
-            reason,
-            score,
-            pieces,
-            compact_pieces,
-            partial_allowed: kind.is_type_container(),
-        });
-    };
 
     // Is a current-file definition far enough from the cursor to be worth repeating?
     let far_from_cursor = |definition: &Definition| {
@@ -662,9 +661,9 @@ pub fn select(index: &Index, request: &SelectionRequest<'_>, counter: &dyn Token
                         continue;
                     };
                     let pieces = module_signature_pieces(&entry.definitions, options.max_snippet_lines);
-                    if pieces.is_empty() {
+                    let Some(&(first_line, _)) = pieces.first() else {
                         continue;
-                    }
+                    };
                     candidates.push(Candidate {
                         source: Source::Indexed(file),
                         path: entry.relative_path.as_ref().into(),
@@ -674,6 +673,8 @@ pub fn select(index: &Index, request: &SelectionRequest<'_>, counter: &dyn Token
                         score: (35.0 - rank_penalty).max(20.0),
                         pieces,
                         compact_pieces: None,
+                        definition: None,
+                        sort_line: first_line,
                         partial_allowed: true,
                     });
                 }
@@ -689,7 +690,6 @@ pub fn select(index: &Index, request: &SelectionRequest<'_>, counter: &dyn Token
                 for location in locations.into_iter().take(options.definitions_taken_per_name) {
                     add_definition(
                         &mut candidates,
-                        &mut texts,
                         Source::Indexed(location.file),
                         location.definition as usize,
                         (50.0 - rank_penalty).max(30.0),
@@ -758,7 +758,6 @@ pub fn select(index: &Index, request: &SelectionRequest<'_>, counter: &dyn Token
             if &*definition.name == *name && far_from_cursor(definition) {
                 add_definition(
                     &mut candidates,
-                    &mut texts,
                     Source::Current,
                     position,
                     40.0 + 30.0 * proximity,
@@ -800,7 +799,6 @@ pub fn select(index: &Index, request: &SelectionRequest<'_>, counter: &dyn Token
             };
             add_definition(
                 &mut candidates,
-                &mut texts,
                 Source::Indexed(location.file),
                 location.definition as usize,
                 (60.0 + 40.0 * proximity) / ambiguity + imported_bonus,
@@ -832,6 +830,8 @@ pub fn select(index: &Index, request: &SelectionRequest<'_>, counter: &dyn Token
                     score: 70.0,
                     pieces,
                     compact_pieces,
+                    definition: None,
+                    sort_line: container.doc_start_line.saturating_sub(1),
                     partial_allowed: true,
                 });
             }
@@ -840,14 +840,7 @@ pub fn select(index: &Index, request: &SelectionRequest<'_>, counter: &dyn Token
         let reason = format!("definition of `{name}` (enclosing {})", container.kind.name());
         for (position, definition) in current_definitions.iter().enumerate() {
             if position != container_position && &*definition.name == name && far_from_cursor(definition) {
-                add_definition(
-                    &mut candidates,
-                    &mut texts,
-                    Source::Current,
-                    position,
-                    60.0,
-                    reason.clone(),
-                );
+                add_definition(&mut candidates, Source::Current, position, 60.0, reason.clone());
             }
         }
         let all_locations = index.definition_locations(name);
@@ -869,7 +862,6 @@ pub fn select(index: &Index, request: &SelectionRequest<'_>, counter: &dyn Token
             for (_, _, _, location) in locations.into_iter().take(options.definitions_taken_per_name) {
                 add_definition(
                     &mut candidates,
-                    &mut texts,
                     Source::Indexed(location.file),
                     location.definition as usize,
                     65.0,
@@ -924,6 +916,8 @@ pub fn select(index: &Index, request: &SelectionRequest<'_>, counter: &dyn Token
             score: 40.0 * 0.85f32.powi(recent_taken as i32),
             pieces: vec![(start, end)],
             compact_pieces: None,
+            definition: None,
+            sort_line: start,
             partial_allowed: false,
         });
         recent_taken += 1;
@@ -967,13 +961,21 @@ pub fn select(index: &Index, request: &SelectionRequest<'_>, counter: &dyn Token
                 score: 30.0 * similarity,
                 pieces: vec![range],
                 compact_pieces: None,
+                definition: None,
+                sort_line: range.0,
                 partial_allowed: false,
             });
         }
     }
 
     let candidates_considered = candidates.len();
-    let chosen = pack(candidates, request, counter, &mut texts);
+    let definitions_of = |source: Source| -> Option<&[Definition]> {
+        match source {
+            Source::Current => Some(current_definitions),
+            Source::Indexed(file) => index.file_by_id(file).map(|entry| entry.definitions.as_slice()),
+        }
+    };
+    let chosen = pack(candidates, request, counter, &mut texts, &definitions_of);
     let (snippets, rendered, total_tokens) = render_within_budget(chosen, request, counter, &mut texts);
     Selection {
         snippets,
@@ -1002,11 +1004,12 @@ const MAX_EXTRA_REASONS: usize = 2;
 /// Below this many remaining tokens nothing useful fits.
 const MIN_USEFUL_TOKENS: usize = 8;
 
-fn pack(
+fn pack<'data>(
     mut candidates: Vec<Candidate>,
     request: &SelectionRequest<'_>,
     counter: &dyn TokenCounter,
     texts: &mut TextCache<'_>,
+    definitions_of: &dyn Fn(Source) -> Option<&'data [Definition]>,
 ) -> Vec<Chosen> {
     candidates.sort_by(|left, right| {
         right
@@ -1014,15 +1017,27 @@ fn pack(
             .total_cmp(&left.score)
             .then_with(|| left.kind.cmp(&right.kind))
             .then_with(|| left.path.cmp(&right.path))
-            .then_with(|| left.pieces.first().cmp(&right.pieces.first()))
+            .then_with(|| left.sort_line.cmp(&right.sort_line))
     });
     let mut remaining = request.budget_tokens;
     let mut chosen: Vec<Chosen> = Vec::new();
     let mut chosen_ranges: HashMap<Arc<str>, Vec<LineRange>> = HashMap::new();
     let mut misfits = 0;
-    for candidate in candidates {
+    for mut candidate in candidates {
         if remaining < MIN_USEFUL_TOKENS || misfits >= MAX_CONSECUTIVE_MISFITS {
             break;
+        }
+        if let Some(position) = candidate.definition {
+            let Some(definitions) = definitions_of(candidate.source) else {
+                continue;
+            };
+            let Some((file_text, starts)) = texts.get(candidate.source) else {
+                continue;
+            };
+            let (pieces, compact_pieces) =
+                definition_pieces(definitions, position, file_text, starts, &request.options);
+            candidate.pieces = pieces;
+            candidate.compact_pieces = compact_pieces;
         }
         let already = chosen_ranges
             .get(&candidate.path)

@@ -43,6 +43,8 @@ pub struct IndexOptions {
     pub follow_symlinks: bool,
     /// Worker threads; 0 means the number of available cores.
     pub threads: usize,
+    /// Index only these languages (`None`: every supported language).
+    pub only_languages: Option<Vec<LanguageId>>,
 }
 
 impl Default for IndexOptions {
@@ -57,6 +59,7 @@ impl Default for IndexOptions {
             secret_policy: SecretPolicy::default(),
             follow_symlinks: false,
             threads: 0,
+            only_languages: None,
         }
     }
 }
@@ -124,7 +127,11 @@ pub(crate) fn check_path(relative_path: &Path, options: &IndexOptions) -> Result
     if file_name.contains(".min.") {
         return Err(SkipReason::Minified);
     }
-    LanguageId::from_path(relative_path).ok_or(SkipReason::UnsupportedLanguage)
+    let language = LanguageId::from_path(relative_path).ok_or(SkipReason::UnsupportedLanguage)?;
+    match &options.only_languages {
+        Some(languages) if !languages.contains(&language) => Err(SkipReason::UnsupportedLanguage),
+        _ => Ok(language),
+    }
 }
 
 /// Checks made on the content: binary, generated, minified, size.
