@@ -86,11 +86,11 @@ pub(crate) fn line_starts(text: &str) -> Vec<usize> {
         return Vec::new();
     }
     let mut starts = vec![0];
-    for (offset, byte) in text.bytes().enumerate() {
-        if byte == b'\n' && offset + 1 < text.len() {
-            starts.push(offset + 1);
-        }
-    }
+    starts.extend(
+        memchr::memchr_iter(b'\n', text.as_bytes())
+            .map(|offset| offset + 1)
+            .filter(|&start| start < text.len()),
+    );
     starts
 }
 

@@ -248,7 +248,15 @@ impl Index {
         if check_path(relative, &self.options).is_err() {
             return None;
         }
-        let text = read_source_file(&self.root.join(relative), &self.options).ok()?;
+        // No content checks: an unchanged hash means the text passed them when indexed.
+        let bytes = std::fs::read(self.root.join(relative)).ok()?;
+        if bytes.len() != file.byte_length as usize && std::str::from_utf8(&bytes).is_ok() {
+            return None;
+        }
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
+        };
         (content_hash(&text) == file.content_hash).then(|| Arc::from(text))
     }
 
