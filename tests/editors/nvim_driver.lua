@@ -493,11 +493,22 @@ function scenarios.context(bufnr)
   local row = find_line(bufnr, '^    subtotal = sum')
   api.nvim_win_set_cursor(0, { row + 1, 4 })
   local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
-  local manifest = request('hearth/context', {
-    textDocument = params.textDocument,
-    position = params.position,
-  }, bufnr, 120000)
-  results.manifest_json = vim.json.encode(manifest)
+  -- The workspace may still be being indexed right after start-up: ask again for a while until
+  -- the manifest draws on models.py (which pricing.py imports Order and Category from).
+  results.context_requests = 0
+  local deadline = uv.hrtime() / 1e6 + 60000
+  repeat
+    local manifest = request('hearth/context', {
+      textDocument = params.textDocument,
+      position = params.position,
+    }, bufnr, 120000)
+    results.context_requests = results.context_requests + 1
+    results.manifest_json = vim.json.encode(manifest)
+    if results.manifest_json:find('models.py', 1, true) then
+      break
+    end
+    sleep(2000)
+  until uv.hrtime() / 1e6 > deadline
 end
 
 --- The completion-item path (Neovim 0.11, or `inline_completion = false`): ask with

@@ -162,7 +162,7 @@ def test_server_attaches_and_advertises_inline_completion(drive):
     assert caps["inline_completion"] is True, caps
     assert caps["completion"] is True, caps
     assert results["offset_encoding"] in ("utf-8", "utf-16"), results["offset_encoding"]
-    assert isinstance(caps["code_action"], dict) and caps["code_action"].get("resolveProvider") is True, caps
+    assert isinstance(caps.get("code_action"), dict) and caps["code_action"].get("resolveProvider") is True, caps
     assert "hearth.rewrite" in caps["execute_commands"], caps
     # The plugin found the project root (the copy's pyproject.toml) and turned ghost text on.
     assert Path(results["root_dir"]).name == "shop", results["root_dir"]
@@ -290,7 +290,9 @@ def test_context_manifest_never_includes_the_env_file(drive):
     text = results["manifest_json"]
     assert SECRET_TOKEN not in text
     assert not re.search(r'(^|[/"])\.env"', text), "the context manifest mentions the .env file"
-    assert "pricing.py" in text, "the manifest does not name the file it was asked about"
+    # pricing.py uses Order and Category from shop/models.py right at the cursor: cross-file
+    # context that leaves that module out is not doing its job.
+    assert "models.py" in text, f"no context from shop/models.py after {results['context_requests']} requests: {text}"
 
 
 def test_checkhealth_reports_model_state_and_latency(drive):

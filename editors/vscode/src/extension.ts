@@ -156,7 +156,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         void vscode.window.showWarningMessage('Hearth: the server is not running.');
         return;
       }
-      const stats = await client.sendRequest('hearth/stats', {});
+      // hearth/stats takes no params.
+      const stats = await client.sendRequest('hearth/stats');
       await showJson('hearth/stats', stats);
     }),
     vscode.commands.registerCommand('hearth.showContext', async () => {

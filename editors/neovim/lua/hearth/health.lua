@@ -64,26 +64,34 @@ function M.check()
       else
         health.warn(line)
       end
-      health.info(('last completion latency: %s'):format(
-        type(status.lastLatencyMs) == 'number' and ('%d ms'):format(math.floor(status.lastLatencyMs + 0.5)) or 'n/a'
-      ))
       if status.message and status.message ~= vim.NIL then
         health.info(('message: %s'):format(status.message))
       end
     end
 
     local bufnr = next(client.attached_buffers)
-    local response, err = client:request_sync('hearth/stats', vim.empty_dict(), 3000, bufnr)
+    -- hearth/stats takes no params.
+    local response, err = client:request_sync('hearth/stats', nil, 3000, bufnr)
+    local stats
     if not response then
       health.warn(('hearth/stats: %s'):format(describe(err)))
     elseif response.err then
       health.warn(('hearth/stats failed: %s'):format(describe(response.err.message or response.err)))
     else
-      local stats = response.result or {}
+      stats = response.result or {}
       health.ok('hearth/stats answered')
       health.info(('server: %s'):format(describe(stats.server)))
       health.info(('sidecar: %s'):format(describe(stats.sidecar)))
     end
+
+    -- The latest of: the last hearth/status notification, the server's own counters.
+    local latency = status and status.lastLatencyMs
+    if type(latency) ~= 'number' then
+      latency = vim.tbl_get(stats or {}, 'server', 'lastLatencyMs')
+    end
+    health.info(('last completion latency: %s'):format(
+      type(latency) == 'number' and ('%d ms'):format(math.floor(latency + 0.5)) or 'n/a'
+    ))
   end
 end
 

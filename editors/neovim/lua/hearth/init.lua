@@ -374,7 +374,7 @@ function M.stats(timeout_ms, bufnr)
   if not client then
     return nil, 'no hearth server is running'
   end
-  local response, err = client:request_sync('hearth/stats', vim.empty_dict(), timeout_ms or 3000, bufnr)
+  local response, err = client:request_sync('hearth/stats', nil, timeout_ms or 3000, bufnr)
   if not response then
     return nil, tostring(err)
   end
