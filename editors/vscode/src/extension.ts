@@ -9,7 +9,6 @@ import {
   LanguageClientOptions,
   ServerOptions,
   State,
-  TransportKind,
 } from 'vscode-languageclient/node';
 import { HearthStatus, settingsFromConfiguration, statusText, statusTooltip } from './settings';
 
@@ -52,9 +51,11 @@ function updateStatusItem(): void {
 
 function createClient(context: vscode.ExtensionContext): LanguageClient {
   const command = vscode.workspace.getConfiguration('hearth').get<string>('serverPath') || 'hearth';
+  // No `transport`: with TransportKind.stdio the client appends `--stdio` to the arguments,
+  // which `hearth lsp` does not take. Without it the client still talks over stdin/stdout.
   const serverOptions: ServerOptions = {
-    run: { command, args: ['lsp'], transport: TransportKind.stdio },
-    debug: { command, args: ['lsp'], transport: TransportKind.stdio },
+    run: { command, args: ['lsp'] },
+    debug: { command, args: ['lsp'] },
   };
   const clientOptions: LanguageClientOptions = {
     documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
