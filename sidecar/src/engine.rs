@@ -1017,7 +1017,8 @@ impl<'model> Engine<'model> {
         let now = Instant::now();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let prompt_tokens = active.request.prompt.len() as u32;
-        let evaluated = prompt_tokens - active.reused as u32;
+        // A cancelled request evaluated only part of its prompt.
+        let evaluated = (active.n_prompt_done - active.reused) as u32;
         let prefill_end = active.prefill_done_at.unwrap_or(now);
         let prefill_ms = ms(prefill_end.saturating_duration_since(active.started));
         let decode_ms = ms(now.saturating_duration_since(prefill_end));

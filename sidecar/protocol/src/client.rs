@@ -65,6 +65,13 @@ struct Shared {
     pending: Pending,
     next_id: AtomicU64,
     closed: Arc<AtomicBool>,
+    reader: tokio::task::AbortHandle,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 impl Shared {
@@ -188,13 +195,15 @@ impl SidecarClient {
                     break;
                 }
             }
+            // Every handle is gone: shut the socket down so the sidecar sees us leave.
+            let _ = SinkExt::<bytes::Bytes>::close(&mut writer).await;
             writer_closed.store(true, Ordering::Release);
         });
 
         // Reader task: routes each message to its request; on EOF fails everything pending.
         let reader_pending = pending.clone();
         let reader_closed = closed.clone();
-        tokio::spawn(async move {
+        let reader_task = tokio::spawn(async move {
             while let Some(Ok(frame)) = reader.next().await {
                 let message = match framing::decode::<SidecarMessage>(&frame) {
                     Ok(message) => message,
@@ -236,6 +245,7 @@ impl SidecarClient {
                 pending,
                 next_id: AtomicU64::new(1),
                 closed,
+                reader: reader_task.abort_handle(),
             }),
             hello: Arc::new(hello),
         })
