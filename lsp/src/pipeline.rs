@@ -6,10 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use hearth_protocol::{
-    CompletionParams, ModelInfo, Priority, PromptPart, RequestMetrics, SamplingParams, SidecarClient,
-};
+use hearth_protocol::{CompletionParams, Priority, RequestMetrics, SamplingParams, SidecarClient};
 use serde::Serialize;
+
+use hearth_completion::{
+    build_fim_prompt, build_prefix_only_prompt, clip_prefix_suffix, completion_mode, continue_from_previous,
+    cursor_in_string_or_comment, postprocess, CacheKey, ContextFile, CursorLines, FimFormat, LexicalSyntax,
+    ModeConfig, MultilineSetting, PostprocessContext, PromptInputs, SyntaxCheck,
+};
+use hearth_grammars::LanguageId;
 
 use crate::config::Config;
 use crate::context::{ContextEngine, Manifest};
@@ -24,6 +29,8 @@ pub struct CompletionInput {
     pub language_id: String,
     pub text: Arc<String>,
     pub cursor_byte: usize,
+    /// The user asked (e.g. a manual trigger): complete even inside comments and strings.
+    pub explicit: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -35,42 +42,59 @@ pub struct Suggestion {
     pub multiline: bool,
     pub metrics: Option<RequestMetrics>,
     pub context: Option<Manifest>,
-    pub prompt_format: &'static str,
+    pub prompt_format: String,
     pub elapsed_ms: f64,
+}
+
+/// Cheap per-document memory of the last suggestion, so typing along it costs nothing, plus an
+/// LRU of recent answers so retyping or undo is instant.
+pub struct SuggestionCache {
+    last: Mutex<HashMap<String, Remembered>>,
+    recent: Mutex<hearth_completion::SuggestionCache>,
 }
 
 #[derive(Debug, Clone)]
 struct Remembered {
     prefix: String,
-    suffix_start: String,
+    suffix_head: String,
     suggestion: String,
 }
 
-/// Cheap per-document memory of the last suggestion, so typing along it costs nothing.
-#[derive(Default)]
-pub struct SuggestionCache {
-    last: Mutex<HashMap<String, Remembered>>,
+impl Default for SuggestionCache {
+    fn default() -> Self {
+        SuggestionCache {
+            last: Mutex::default(),
+            recent: Mutex::new(hearth_completion::SuggestionCache::new(256)),
+        }
+    }
 }
 
 impl SuggestionCache {
-    fn lookup(&self, key: &str, prefix: &str, suffix: &str) -> Option<String> {
+    fn lookup(&self, key: &str, prefix: &str, suffix: &str) -> Option<(String, &'static str)> {
+        let exact = CacheKey::new(key, prefix, suffix);
+        if let Some(text) = self.recent.lock().unwrap_or_else(|p| p.into_inner()).get(&exact) {
+            return Some((text.to_string(), "cache"));
+        }
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let remembered = last.get(key)?;
-        if !suffix.starts_with(&remembered.suffix_start)
-            && !remembered.suffix_start.starts_with(suffix_head(suffix))
-        {
+        // Only while the rest of the line after the cursor is unchanged.
+        if suffix_head(suffix) != remembered.suffix_head {
             return None;
         }
         continue_from_previous(&remembered.prefix, &remembered.suggestion, prefix)
+            .map(|text| (text, "typed-along"))
     }
 
     fn remember(&self, key: &str, prefix: &str, suffix: &str, suggestion: &str) {
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        last.insert(
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(CacheKey::new(key, prefix, suffix), suggestion.to_string());
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).insert(
             key.to_string(),
             Remembered {
                 prefix: prefix.to_string(),
-                suffix_start: suffix_head(suffix).to_string(),
+                suffix_head: suffix_head(suffix).to_string(),
                 suggestion: suggestion.to_string(),
             },
         );
@@ -78,26 +102,16 @@ impl SuggestionCache {
 
     pub fn forget(&self, key: &str) {
         self.last.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove_document(key);
     }
 }
 
 fn suffix_head(suffix: &str) -> &str {
     let end = suffix.find('\n').unwrap_or(suffix.len());
     &suffix[..end]
-}
-
-/// If the user typed the first characters of the previous suggestion, the rest of it.
-pub fn continue_from_previous(
-    previous_prefix: &str,
-    previous_suggestion: &str,
-    new_prefix: &str,
-) -> Option<String> {
-    let typed = new_prefix.strip_prefix(previous_prefix)?;
-    if typed.is_empty() {
-        return (!previous_suggestion.is_empty()).then(|| previous_suggestion.to_string());
-    }
-    let rest = previous_suggestion.strip_prefix(typed)?;
-    (!rest.trim().is_empty()).then(|| rest.to_string())
 }
 
 pub struct Pipeline {
@@ -108,8 +122,6 @@ pub struct Pipeline {
 /// How many lines of the file before / after the cursor go into the prompt.
 const PREFIX_LINES: usize = 256;
 const SUFFIX_LINES: usize = 64;
-/// The prefix window starts on a multiple of this many lines, so its front stays put while typing.
-const PREFIX_ALIGN: usize = 32;
 
 impl Pipeline {
     pub fn new(context: Arc<ContextEngine>) -> Pipeline {
@@ -119,17 +131,17 @@ impl Pipeline {
         }
     }
 
-    /// Serve from the typing-along cache only (no model).
+    /// Serve from the caches only (no model).
     pub fn cached(&self, input: &CompletionInput) -> Option<Suggestion> {
         let (prefix, suffix) = split_at_cursor(&input.text, input.cursor_byte);
-        let text = self.cache.lookup(&input.key, prefix, suffix)?;
+        let (text, source) = self.cache.lookup(&input.key, prefix, suffix)?;
         Some(Suggestion {
             multiline: text.contains('\n'),
             text,
-            source: "typed-along",
+            source,
             metrics: None,
             context: None,
-            prompt_format: "none",
+            prompt_format: "none".into(),
             elapsed_ms: 0.0,
         })
     }
@@ -142,19 +154,68 @@ impl Pipeline {
         input: &CompletionInput,
     ) -> Result<Option<Suggestion>, hearth_protocol::ClientError> {
         let started = Instant::now();
-        let (prefix, suffix) = split_at_cursor(&input.text, input.cursor_byte);
+        let (before, after) = split_at_cursor(&input.text, input.cursor_byte);
+        let language_id = language_id_for(input);
+        let syntax = LexicalSyntax::for_language(&language_id);
+        let lines = CursorLines::new(before, after, 20);
+        if !input.explicit && cursor_in_string_or_comment(lines.prefix_line, &syntax) {
+            return Ok(None);
+        }
+        let mode_config = ModeConfig {
+            setting: match config.completion.multiline.as_str() {
+                "always" => MultilineSetting::Always,
+                "never" => MultilineSetting::Never,
+                _ => MultilineSetting::Auto,
+            },
+            ..ModeConfig::default()
+        };
+        let Some(mode) = completion_mode(lines.prefix_line, lines.suffix_line, &syntax, &mode_config) else {
+            // Mid-word: nothing sensible to insert.
+            return Ok(None);
+        };
         let model = client.model();
         let budget = context_budget(config, client);
-        let manifest = self.context.select(input, budget, model).await;
-        let mode = completion_mode(prefix, suffix, &config.completion.multiline);
-        let (prompt, format) =
-            build_prompt(model, &manifest, &input.path, self.context.root(), prefix, suffix);
-        let mut stop = vec![];
-        if !mode.multiline {
-            stop.push("\n".to_string());
+        let manifest = self.context.select(input, budget, model, Some(client)).await;
+
+        let clipped = clip_prefix_suffix(before, after, PREFIX_LINES, SUFFIX_LINES);
+        let comment_prefix = LanguageId::from_lsp_language_id(&language_id)
+            .or_else(|| LanguageId::from_path(&input.path))
+            .map(|language| language.comment_prefix().to_string())
+            .unwrap_or_default();
+        let inputs = PromptInputs {
+            context: manifest
+                .selection
+                .snippets
+                .iter()
+                .map(|snippet| ContextFile {
+                    path: snippet.path.clone(),
+                    text: snippet.text.clone(),
+                })
+                .collect(),
+            repo_name: self
+                .context
+                .root()
+                .and_then(|root| root.file_name())
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            file_path: relative_path(&input.path, self.context.root()),
+            prefix: clipped.prefix.to_string(),
+            suffix: clipped.suffix.to_string(),
+            comment_prefix,
+        };
+        let format = FimFormat::from_tokens(&model.fim);
+        let (prompt, format_name) = match &format {
+            Some(format) => (
+                build_fim_prompt(format, &inputs),
+                format!("fim-{:?}", format.family).to_lowercase(),
+            ),
+            None => (build_prefix_only_prompt(&inputs), "prefix-only".to_string()),
+        };
+        let stop = if mode.multiline {
+            vec!["\n\n\n".to_string()]
         } else {
-            stop.push("\n\n\n".to_string());
-        }
+            vec!["\n".to_string()]
+        };
         let params = CompletionParams {
             prompt,
             add_bos: true,
@@ -168,20 +229,61 @@ impl Pipeline {
             reuse_cache: true,
         };
         let outcome = client.complete(params)?.finish().await?;
-        let text = postprocess(&outcome.text, prefix, suffix, mode);
-        let Some(text) = text else {
+
+        let grammar =
+            LanguageId::from_lsp_language_id(&language_id).or_else(|| LanguageId::from_path(&input.path));
+        let count_errors =
+            |text: &str| grammar.map_or(0, |language| hearth_grammars::syntax_error_count(language, text));
+        let context = PostprocessContext {
+            prefix_line: lines.prefix_line,
+            suffix_line: lines.suffix_line,
+            next_lines: &lines.next_lines,
+            tab_width: 4,
+            mode,
+            syntax,
+            syntax_check: (grammar.is_some() && input.text.len() <= SYNTAX_CHECK_MAX_BYTES).then_some(
+                SyntaxCheck {
+                    count_errors: &count_errors,
+                    document_before: before,
+                    document_after: after,
+                },
+            ),
+        };
+        let Some(text) = postprocess(&outcome.text, &context) else {
             return Ok(None);
         };
-        self.cache.remember(&input.key, prefix, suffix, &text);
+        let text = match_line_endings(&text, &input.text);
+        self.cache.remember(&input.key, before, after, &text);
         Ok(Some(Suggestion {
             multiline: text.contains('\n'),
             text,
             source: "model",
             metrics: Some(outcome.metrics),
             context: Some(manifest),
-            prompt_format: format,
+            prompt_format: format_name,
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         }))
+    }
+}
+
+/// The syntax check re-parses the document twice; beyond this size it is skipped.
+const SYNTAX_CHECK_MAX_BYTES: usize = 512 * 1024;
+
+fn language_id_for(input: &CompletionInput) -> String {
+    if !input.language_id.is_empty() {
+        return input.language_id.clone();
+    }
+    LanguageId::from_path(&input.path)
+        .map(|language| language.name().to_string())
+        .unwrap_or_default()
+}
+
+/// Suggestions are built with `\n`; a CRLF document gets CRLF.
+fn match_line_endings(text: &str, document: &str) -> String {
+    if document.contains("\r\n") {
+        text.replace("\r\n", "\n").replace('\n', "\r\n")
+    } else {
+        text.to_string()
     }
 }
 
@@ -203,53 +305,6 @@ pub fn split_at_cursor(text: &str, cursor_byte: usize) -> (&str, &str) {
     text.split_at(cursor)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CompletionMode {
-    pub multiline: bool,
-}
-
-pub fn completion_mode(prefix: &str, suffix: &str, setting: &str) -> CompletionMode {
-    match setting {
-        "always" => return CompletionMode { multiline: true },
-        "never" => return CompletionMode { multiline: false },
-        _ => {}
-    }
-    let line_before = prefix.rsplit('\n').next().unwrap_or("");
-    let line_after = suffix.split('\n').next().unwrap_or("");
-    let empty_line = line_before.trim().is_empty() && line_after.trim().is_empty();
-    let after_opener = {
-        let trimmed = line_before.trim_end();
-        trimmed.ends_with('{') || trimmed.ends_with(':') || trimmed.ends_with("=>") || trimmed.ends_with('(')
-    };
-    CompletionMode {
-        multiline: empty_line || (after_opener && line_after.trim().is_empty()),
-    }
-}
-
-/// Lines of the file around the cursor that go into the prompt.
-fn clip<'a>(prefix: &'a str, suffix: &'a str) -> (&'a str, &'a str) {
-    let prefix_line_count = prefix.matches('\n').count();
-    let start_line = if prefix_line_count > PREFIX_LINES {
-        // Align to PREFIX_ALIGN lines: the window's start moves once every few dozen lines.
-        (prefix_line_count - PREFIX_LINES).div_ceil(PREFIX_ALIGN) * PREFIX_ALIGN
-    } else {
-        0
-    };
-    let prefix_start = if start_line == 0 {
-        0
-    } else {
-        prefix
-            .match_indices('\n')
-            .nth(start_line - 1)
-            .map_or(0, |(i, _)| i + 1)
-    };
-    let suffix_end = suffix
-        .match_indices('\n')
-        .nth(SUFFIX_LINES)
-        .map_or(suffix.len(), |(i, _)| i + 1);
-    (&prefix[prefix_start..], &suffix[..suffix_end])
-}
-
 fn relative_path(path: &Path, root: Option<&Path>) -> String {
     root.and_then(|root| path.strip_prefix(root).ok())
         .unwrap_or(path)
@@ -257,112 +312,27 @@ fn relative_path(path: &Path, root: Option<&Path>) -> String {
         .replace('\\', "/")
 }
 
-/// Build the prompt: context first (stable), then the file. FIM in the model's own format when
-/// its vocabulary has the tokens, prefix-only otherwise.
-pub fn build_prompt(
-    model: &ModelInfo,
-    manifest: &Manifest,
-    path: &Path,
-    root: Option<&Path>,
-    prefix: &str,
-    suffix: &str,
-) -> (Vec<PromptPart>, &'static str) {
-    let (prefix, suffix) = clip(prefix, suffix);
-    let current = relative_path(path, root);
-    let mut parts = Vec::new();
-    if let Some(format) = hearth_completion_format(model) {
-        parts.extend(crate::context::render_context_parts(manifest, model));
-        parts.extend(format.parts(&current, prefix, suffix, model));
-        return (parts, format.name());
-    }
-    parts.extend(crate::context::render_context_parts(manifest, model));
-    let comment = crate::context::comment_prefix_for(path);
-    parts.push(PromptPart::Text(format!("{comment} path: {current}\n{prefix}")));
-    (parts, "prefix-only")
-}
-
-/// The FIM layout read from the model's FIM tokens.
-fn hearth_completion_format(model: &ModelInfo) -> Option<crate::fim::FimFormat> {
-    crate::fim::FimFormat::from_model(model)
-}
-
-/// Clean a raw model answer into what to insert; `None` when nothing useful remains.
-pub fn postprocess(raw: &str, prefix: &str, suffix: &str, mode: CompletionMode) -> Option<String> {
-    let mut text = raw.replace("\r\n", "\n");
-    if !mode.multiline {
-        if let Some(end) = text.find('\n') {
-            text.truncate(end);
-        }
-    } else {
-        text = crate::fim::cut_at_dedent(&text, prefix);
-    }
-    let line_after = suffix.split('\n').next().unwrap_or("");
-    // Drop a tail that repeats what already follows the cursor.
-    if !line_after.trim().is_empty() {
-        let after = line_after.trim_end();
-        if let Some(stripped) = text.trim_end().strip_suffix(after) {
-            text = stripped.to_string();
-        }
-    }
-    let trimmed = text.trim_end().to_string();
-    if trimmed.trim().is_empty() {
-        return None;
-    }
-    Some(trimmed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn typing_along_serves_the_rest_of_the_suggestion() {
-        let cases: &[(&str, &str, &str, Option<&str>)] = &[
-            ("def f(", "x, y):", "def f(x", Some(", y):")),
-            ("def f(", "x, y):", "def f(", Some("x, y):")),
-            ("def f(", "x, y):", "def f(z", None),
-            ("def f(", "x, y):", "def f(x, y):", None),
-            ("def f(", "x, y):", "def ", None),
-            ("a", "😀b", "a😀", Some("b")),
-        ];
-        for (previous_prefix, suggestion, new_prefix, expected) in cases {
-            assert_eq!(
-                continue_from_previous(previous_prefix, suggestion, new_prefix).as_deref(),
-                *expected,
-                "{previous_prefix:?} + {suggestion:?} typed to {new_prefix:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn mode_follows_the_cursor() {
-        let cases: &[(&str, &str, bool)] = &[
-            ("fn main() {\n    ", "\n}", true),
-            ("def f(x):", "\n", true),
-            ("    let x = foo", "\n", false),
-            ("    let x = ", "bar;\n", false),
-            ("", "", true),
-        ];
-        for (prefix, suffix, multiline) in cases {
-            assert_eq!(
-                completion_mode(prefix, suffix, "auto").multiline,
-                *multiline,
-                "{prefix:?}|{suffix:?}"
-            );
-        }
-        assert!(!completion_mode("", "", "never").multiline);
-        assert!(completion_mode("x = 1", "", "always").multiline);
-    }
-
-    #[test]
-    fn postprocess_single_line_keeps_one_line_and_drops_the_repeated_suffix() {
-        let single = CompletionMode { multiline: false };
+    fn typing_along_needs_the_same_rest_of_line() {
+        let cache = SuggestionCache::default();
+        cache.remember("file:///a.py", "def f(", ")\nnext", "x, y");
         assert_eq!(
-            postprocess("total = a + b\nprint(total)", "    ", "\n", single).as_deref(),
-            Some("total = a + b")
+            cache.lookup("file:///a.py", "def f(x", ")\nnext"),
+            Some((", y".to_string(), "typed-along"))
         );
-        assert_eq!(postprocess("x, y)", "f(", ")\n", single).as_deref(), Some("x, y"));
-        assert_eq!(postprocess("   \n", "f(", "\n", single), None);
+        assert_eq!(
+            cache.lookup("file:///a.py", "def f(", ")\nnext"),
+            Some(("x, y".to_string(), "cache"))
+        );
+        // The rest of the line changed: the old suggestion no longer fits.
+        assert_eq!(cache.lookup("file:///a.py", "def f(x", "):\nnext"), None);
+        assert_eq!(cache.lookup("file:///b.py", "def f(x", ")\nnext"), None);
+        cache.forget("file:///a.py");
+        assert_eq!(cache.lookup("file:///a.py", "def f(", ")\nnext"), None);
     }
 
     #[test]
@@ -372,12 +342,8 @@ mod tests {
     }
 
     #[test]
-    fn prefix_window_start_is_stable_while_typing() {
-        let prefix: String = (0..400).map(|i| format!("line {i}\n")).collect();
-        let (a, _) = clip(&prefix, "");
-        let longer = format!("{prefix}x");
-        let (b, _) = clip(&longer, "");
-        assert!(b.starts_with(a.lines().next().unwrap()));
-        assert!(a.lines().count() <= PREFIX_LINES + PREFIX_ALIGN);
+    fn crlf_documents_get_crlf_suggestions() {
+        assert_eq!(match_line_endings("a\nb", "x\r\ny"), "a\r\nb");
+        assert_eq!(match_line_endings("a\nb", "x\ny"), "a\nb");
     }
 }

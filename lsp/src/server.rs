@@ -19,6 +19,8 @@ use tower_lsp_server::lsp_types::notification::Notification;
 use tower_lsp_server::lsp_types::*;
 use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
+use hearth_context::RecentRegionKind;
+
 use crate::backend::{Backend, BackendStatus};
 use crate::config::{self, Config, ConfigLayers};
 use crate::context::ContextEngine;
@@ -291,13 +293,19 @@ impl HearthServer {
                 language_id: document.language_id.clone(),
                 text: Arc::new(document.text()),
                 cursor_byte,
+                explicit: false,
             },
             position,
         ))
     }
 
     /// The shared path behind `textDocument/completion` and `textDocument/inlineCompletion`.
-    async fn suggest(&self, uri: &Uri, position: Position) -> RpcResult<Option<(Suggestion, Position)>> {
+    async fn suggest(
+        &self,
+        uri: &Uri,
+        position: Position,
+        explicit: bool,
+    ) -> RpcResult<Option<(Suggestion, Position)>> {
         let config = self.config();
         self.state
             .metrics
@@ -305,9 +313,10 @@ impl HearthServer {
             .unwrap_or_else(|p| p.into_inner())
             .completions_requested += 1;
         let (generation, mut changes) = self.bump_generation(uri);
-        let Some((input, position)) = self.snapshot(uri, position) else {
+        let Some((mut input, position)) = self.snapshot(uri, position) else {
             return Ok(None);
         };
+        input.explicit = explicit;
         if !config.completion.enabled || config.disabled_languages.iter().any(|l| *l == input.language_id) {
             return Ok(None);
         }
@@ -390,7 +399,8 @@ impl HearthServer {
         guarded("inlineCompletion", async {
             let uri = params.text_document_position.text_document.uri.clone();
             let position = params.text_document_position.position;
-            let Some((suggestion, position)) = self.suggest(&uri, position).await? else {
+            let explicit = params.context.trigger_kind == InlineCompletionTriggerKind::Invoked;
+            let Some((suggestion, position)) = self.suggest(&uri, position, explicit).await? else {
                 return Ok(Some(InlineCompletionResponse::Array(Vec::new())));
             };
             let item = InlineCompletionItem {
@@ -417,13 +427,16 @@ impl HearthServer {
                 None => self.config().context.budget_tokens.max(2048) as usize,
             };
             let model = client.as_ref().map(|c| c.model().clone()).unwrap_or_default();
-            let manifest = pipeline.context.select(&input, budget, &model).await;
+            let manifest = pipeline
+                .context
+                .select(&input, budget, &model, client.as_ref())
+                .await;
             serde_json::to_value(manifest).map_err(|e| internal_error(e.to_string()))
         })
         .await
     }
 
-    pub async fn stats_request(&self) -> RpcResult<Value> {
+    pub async fn stats_request(&self, _params: Option<Value>) -> RpcResult<Value> {
         guarded("hearth/stats", async {
             let mut server = self.state.metrics.lock().unwrap_or_else(|p| p.into_inner()).clone();
             server.documents_open = self.state.documents.lock().unwrap_or_else(|p| p.into_inner()).len();
@@ -437,6 +450,63 @@ impl HearthServer {
             Ok(json!({ "server": server, "sidecar": sidecar }))
         })
         .await
+    }
+}
+
+impl HearthServer {
+    async fn index_workspace(&self) {
+        let context = self.pipeline().context.clone();
+        if context.root().is_none() {
+            return;
+        }
+        let token = NumberOrString::String(format!("hearth-index-{}", std::process::id()));
+        let created = self
+            .client
+            .send_request::<request::WorkDoneProgressCreate>(WorkDoneProgressCreateParams {
+                token: token.clone(),
+            })
+            .await
+            .is_ok();
+        let progress = if created {
+            Some(
+                self.client
+                    .progress(token, "Hearth: indexing workspace")
+                    .with_percentage(0)
+                    .begin()
+                    .await,
+            )
+        } else {
+            None
+        };
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(usize, usize)>();
+        let build = tokio::task::spawn_blocking(move || {
+            context.build_index(&move |done, total| {
+                let _ = sender.send((done, total));
+            })
+        });
+        let mut last_percent = 0;
+        while let Some((done, total)) = receiver.recv().await {
+            let percent = if total == 0 {
+                100
+            } else {
+                (done * 100 / total) as u32
+            };
+            if percent >= last_percent + 5 {
+                last_percent = percent;
+                if let Some(progress) = &progress {
+                    progress
+                        .report_with_message(format!("{done}/{total} files"), percent)
+                        .await;
+                }
+            }
+        }
+        let files = build.await.ok().flatten().unwrap_or(0);
+        tracing::info!("indexed {files} files");
+        if let Some(progress) = progress {
+            progress
+                .finish_with_message(format!("{files} files indexed"))
+                .await;
+        }
     }
 }
 
@@ -521,6 +591,12 @@ impl LanguageServer for HearthServer {
 
     async fn initialized(&self, _: InitializedParams) {
         tracing::info!("initialized");
+        // Index the workspace in the background, with progress.
+        let server = HearthServer {
+            client: self.client.clone(),
+            state: self.state.clone(),
+        };
+        tokio::spawn(async move { server.index_workspace().await });
         // Warm the model up in the background so the first keystroke does not pay for it.
         let server = HearthServer {
             client: self.client.clone(),
@@ -529,6 +605,50 @@ impl LanguageServer for HearthServer {
         tokio::spawn(async move {
             let _ = server.ensure_backend().await;
         });
+        // Keep the index current when files change outside the editor.
+        let watchers = vec![FileSystemWatcher {
+            glob_pattern: GlobPattern::String("**/*".into()),
+            kind: None,
+        }];
+        let registration = Registration {
+            id: "hearth-watched-files".into(),
+            method: "workspace/didChangeWatchedFiles".into(),
+            register_options: serde_json::to_value(DidChangeWatchedFilesRegistrationOptions { watchers })
+                .ok(),
+        };
+        if let Err(error) = self.client.register_capability(vec![registration]).await {
+            tracing::info!("the client does not watch files for us: {error}");
+        }
+    }
+
+    async fn did_change_watched_files(&self, params: DidChangeWatchedFilesParams) {
+        let context = self.pipeline().context.clone();
+        let paths: Vec<PathBuf> = params
+            .changes
+            .iter()
+            .filter_map(|change| uri_to_path(&change.uri))
+            .collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            for path in paths {
+                context.refresh_from_disk(&path);
+            }
+        })
+        .await;
+    }
+
+    async fn did_save(&self, params: DidSaveTextDocumentParams) {
+        let uri = params.text_document.uri;
+        let text = self
+            .state
+            .documents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&uri)
+            .map(|d| d.text());
+        if let (Some(path), Some(text)) = (uri_to_path(&uri), text) {
+            let context = self.pipeline().context.clone();
+            let _ = tokio::task::spawn_blocking(move || context.update_file(&path, &text)).await;
+        }
     }
 
     async fn shutdown(&self) -> RpcResult<()> {
@@ -537,6 +657,12 @@ impl LanguageServer for HearthServer {
 
     async fn did_open(&self, params: DidOpenTextDocumentParams) {
         let document = params.text_document;
+        if let Some(path) = uri_to_path(&document.uri) {
+            let context = self.pipeline().context.clone();
+            context.record_region(&path, 0, RecentRegionKind::View);
+            let text = document.text.clone();
+            tokio::task::spawn_blocking(move || context.update_file(&path, &text));
+        }
         self.state
             .documents
             .lock()
@@ -568,6 +694,12 @@ impl LanguageServer for HearthServer {
             }
         }
         self.bump_generation(&uri);
+        if let (Some(path), Some(change)) = (uri_to_path(&uri), params.content_changes.first()) {
+            let line = change.range.map_or(0, |range| range.start.line);
+            self.pipeline()
+                .context
+                .record_region(&path, line, RecentRegionKind::Edit);
+        }
     }
 
     async fn did_close(&self, params: DidCloseTextDocumentParams) {
@@ -601,7 +733,11 @@ impl LanguageServer for HearthServer {
         guarded("completion", async {
             let uri = params.text_document_position.text_document.uri.clone();
             let position = params.text_document_position.position;
-            let Some((suggestion, position)) = self.suggest(&uri, position).await? else {
+            let explicit = params
+                .context
+                .as_ref()
+                .is_some_and(|context| context.trigger_kind == CompletionTriggerKind::INVOKED);
+            let Some((suggestion, position)) = self.suggest(&uri, position, explicit).await? else {
                 return Ok(Some(CompletionResponse::List(CompletionList {
                     is_incomplete: true,
                     items: Vec::new(),

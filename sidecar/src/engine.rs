@@ -10,8 +10,7 @@
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -1188,13 +1187,6 @@ fn resident_memory_bytes() -> u64 {
         })
         .map(|pages| pages * 4096)
         .unwrap_or(0)
-}
-
-/// Shared flag the engine thread sets once it is serving.
-pub type ReadyFlag = Arc<AtomicBool>;
-
-pub fn is_ready(flag: &ReadyFlag) -> bool {
-    flag.load(Ordering::Acquire)
 }
 
 #[cfg(test)]

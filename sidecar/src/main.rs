@@ -18,7 +18,7 @@ use crate::engine::EngineConfig;
 /// Every engine flag can also come from the `[sidecar]` section of a TOML file given with
 /// `--config`; flags win.
 #[derive(Debug, Parser)]
-#[command(name = "hearth-sidecar", version)]
+#[command(name = "hearth-sidecar", version = version_text())]
 struct Args {
     /// GGUF model file.
     #[arg(long)]
@@ -37,6 +37,17 @@ struct Args {
     config: Option<PathBuf>,
     #[command(flatten)]
     engine: EngineFlags,
+}
+
+/// The version line also names the GPU backends compiled in (`hearth doctor` reads it).
+fn version_text() -> &'static str {
+    let backends = engine::compiled_gpu_backends();
+    let backends = if backends.is_empty() {
+        "none (CPU only)".to_string()
+    } else {
+        backends.join(", ")
+    };
+    Box::leak(format!("{} (GPU backends: {backends})", env!("CARGO_PKG_VERSION")).into_boxed_str())
 }
 
 #[derive(Debug, Default, clap::Args, Deserialize)]
