@@ -369,6 +369,8 @@ impl HearthServer {
                 metrics.completions_answered += 1;
                 metrics.last_latency_ms = Some(suggestion.elapsed_ms);
                 drop(metrics);
+                // The status line shows the latest latency.
+                self.send_status().await;
                 Ok(Some((suggestion, position)))
             }
             Ok(None) => {
