@@ -365,10 +365,11 @@ impl HearthServer {
         };
         match outcome {
             Ok(Some(suggestion)) => {
-                let mut metrics = self.state.metrics.lock().unwrap_or_else(|p| p.into_inner());
-                metrics.completions_answered += 1;
-                metrics.last_latency_ms = Some(suggestion.elapsed_ms);
-                drop(metrics);
+                {
+                    let mut metrics = self.state.metrics.lock().unwrap_or_else(|p| p.into_inner());
+                    metrics.completions_answered += 1;
+                    metrics.last_latency_ms = Some(suggestion.elapsed_ms);
+                }
                 // The status line shows the latest latency.
                 self.send_status().await;
                 Ok(Some((suggestion, position)))
