@@ -439,6 +439,20 @@ impl HearthServer {
         .await
     }
 
+    /// `hearth/document`: the server's copy of an open document (for debugging editors and tests).
+    pub async fn document_request(&self, params: TextDocumentIdentifier) -> RpcResult<Value> {
+        let documents = self.state.documents.lock().unwrap_or_else(|p| p.into_inner());
+        match documents.get(&params.uri) {
+            Some(document) => Ok(json!({
+                "uri": params.uri.as_str(),
+                "version": document.version,
+                "languageId": document.language_id,
+                "text": document.text(),
+            })),
+            None => Err(RpcError::invalid_params(format!("document is not open: {}", params.uri.as_str()))),
+        }
+    }
+
     pub async fn stats_request(&self, _params: Option<Value>) -> RpcResult<Value> {
         guarded("hearth/stats", async {
             let mut server = self.state.metrics.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -789,6 +803,7 @@ pub fn service() -> (LspService<HearthServer>, tower_lsp_server::ClientSocket) {
         .custom_method("textDocument/inlineCompletion", HearthServer::inline_completion)
         .custom_method("hearth/context", HearthServer::context_request)
         .custom_method("hearth/stats", HearthServer::stats_request)
+        .custom_method("hearth/document", HearthServer::document_request)
         .finish()
 }
 
