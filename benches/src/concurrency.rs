@@ -42,6 +42,9 @@ pub struct LevelResult {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ConcurrencyResult {
+    pub prompt_tokens: usize,
+    pub generate_tokens: usize,
+    pub requests_per_client: usize,
     pub n_parallel: u32,
     pub n_ctx_per_slot: u32,
     pub levels: Vec<LevelResult>,
@@ -135,6 +138,9 @@ pub async fn run(
     };
 
     let mut result = ConcurrencyResult {
+        prompt_tokens: config.prompt_tokens,
+        generate_tokens: config.generate_tokens,
+        requests_per_client: config.requests_per_client,
         n_parallel: hello.engine.n_parallel,
         n_ctx_per_slot: hello.engine.n_ctx_per_slot,
         ..ConcurrencyResult::default()

@@ -294,9 +294,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             results.sidecars.push(sidecar_setup("concurrency", &multi));
             let config = concurrency::ConcurrencyConfig {
                 client_counts: vec![1, 4, 8],
-                requests_per_client: if quick { 1 } else { 3 },
-                prompt_tokens: if quick { 64 } else { 192 },
-                generate_tokens: if quick { 8 } else { 32 },
+                requests_per_client: if quick { 1 } else { 2 },
+                prompt_tokens: if quick { 32 } else { 64 },
+                generate_tokens: if quick { 16 } else { 64 },
                 interactive_requests: if quick { 2 } else { 5 },
                 background_clients: 2,
                 background_tokens: if quick { 64 } else { 256 },

@@ -104,7 +104,8 @@ pub fn write(results: &Results, out: &Path) -> anyhow::Result<String> {
         let chart = Chart {
             title: "Typing session: latency per completion request (hearth lsp, client side)",
             x_label: "keystroke",
-            y_label: "milliseconds",
+            y_label: "milliseconds (log scale)",
+            log_y: true,
             series: vec![
                 Series {
                     name: "suggestion from the model".into(),
@@ -144,7 +145,8 @@ pub fn write(results: &Results, out: &Path) -> anyhow::Result<String> {
         let chart = Chart {
             title: "Prompt size: cold prefill vs. follow-up with one line appended",
             x_label: "prompt tokens",
-            y_label: "milliseconds to first token (client side)",
+            y_label: "milliseconds to first token (log scale)",
+            log_y: true,
             series: vec![
                 Series {
                     name: "cold (cache reuse off)".into(),
@@ -584,9 +586,11 @@ pub fn render(results: &Results, typing_svg: &str, long_svg: &str) -> String {
         if let Some(c) = results.concurrency.measured() {
             let _ = writeln!(
                 o,
-                "One sidecar with {} slots ({} tokens each). Each client is its own connection sending completions one after \
-                 another (distinct prompts cut from different places of the repository's sources).\n",
-                c.n_parallel, c.n_ctx_per_slot
+                "One sidecar with {} slots ({} tokens each). Each client is its own connection sending {} completion(s) one \
+                 after another: about {} prompt tokens (distinct prompts cut from different places of the repository's \
+                 sources) and up to {} generated tokens each, greedy. Throughput = generated tokens of all clients / wall time. \
+                 Baseline: one client on the same sidecar.\n",
+                c.n_parallel, c.n_ctx_per_slot, c.requests_per_client, c.prompt_tokens, c.generate_tokens
             );
             let _ = writeln!(
                 o,

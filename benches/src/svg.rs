@@ -22,6 +22,8 @@ pub struct Chart<'a> {
     pub title: &'a str,
     pub x_label: &'a str,
     pub y_label: &'a str,
+    /// Logarithmic y axis (latencies spanning orders of magnitude).
+    pub log_y: bool,
     pub series: Vec<Series>,
 }
 
@@ -73,7 +75,7 @@ impl Chart<'_> {
             .series
             .iter()
             .flat_map(|s| s.points.iter().copied())
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_y || *y > 0.0))
             .collect();
         let (mut x_min, mut x_max) = points
             .iter()
@@ -92,10 +94,26 @@ impl Chart<'_> {
         let x_hi = (x_max / x_step).ceil() * x_step;
         let y_step = nice_step(y_max_data.max(1e-9), 6.0);
         let y_hi = ((y_max_data / y_step).ceil() * y_step).max(y_step);
+        // Log axis: whole decades around the data.
+        let y_min_data = points.iter().fold(f64::INFINITY, |lo, (_, y)| lo.min(*y));
+        let decade_lo = if y_min_data.is_finite() {
+            y_min_data.log10().floor()
+        } else {
+            0.0
+        };
+        let decade_hi = (y_max_data.max(1e-9).log10().ceil()).max(decade_lo + 1.0);
         let plot_w = WIDTH - LEFT - RIGHT;
         let plot_h = HEIGHT - TOP - BOTTOM;
         let sx = |x: f64| LEFT + (x - x_lo) / (x_hi - x_lo) * plot_w;
-        let sy = |y: f64| TOP + plot_h - (y / y_hi) * plot_h;
+        let log_y = self.log_y;
+        let sy = |y: f64| {
+            let fraction = if log_y {
+                (y.max(1e-12).log10() - decade_lo) / (decade_hi - decade_lo)
+            } else {
+                y / y_hi
+            };
+            TOP + plot_h - fraction * plot_h
+        };
 
         let mut svg = String::new();
         let _ = writeln!(
@@ -110,18 +128,42 @@ impl Chart<'_> {
             escape(self.title)
         );
         // Grid and ticks.
-        let mut y = 0.0;
-        while y <= y_hi + y_step / 2.0 {
-            let py = sy(y);
+        let y_ticks: Vec<(f64, String)> = if log_y {
+            let mut ticks = Vec::new();
+            let mut decade = decade_lo;
+            while decade <= decade_hi + 0.5 {
+                for multiple in [1.0, 2.0, 5.0] {
+                    let value = multiple * 10f64.powf(decade);
+                    if value.log10() <= decade_hi + 1e-9 {
+                        let label = if value >= 1.0 {
+                            format!("{value:.0}")
+                        } else {
+                            format!("{value}")
+                        };
+                        ticks.push((value, label));
+                    }
+                }
+                decade += 1.0;
+            }
+            ticks
+        } else {
+            let mut ticks = Vec::new();
+            let mut y = 0.0;
+            while y <= y_hi + y_step / 2.0 {
+                ticks.push((y, format_tick(y, y_step)));
+                y += y_step;
+            }
+            ticks
+        };
+        for (y, label) in &y_ticks {
+            let py = sy(*y);
             let _ = writeln!(
                 svg,
-                r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#e3e3e3"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+                r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#e3e3e3"/><text x="{:.1}" y="{:.1}" text-anchor="end">{label}</text>"##,
                 WIDTH - RIGHT,
                 LEFT - 6.0,
                 py + 4.0,
-                format_tick(y, y_step)
             );
-            y += y_step;
         }
         let mut x = x_lo;
         while x <= x_hi + x_step / 2.0 {
@@ -158,7 +200,7 @@ impl Chart<'_> {
                 .points
                 .iter()
                 .copied()
-                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .filter(|(x, y)| x.is_finite() && y.is_finite() && (!log_y || *y > 0.0))
                 .collect();
             if matches!(series.style, Style::Line | Style::LineAndDots) && pts.len() > 1 {
                 let path: Vec<String> = pts
@@ -184,7 +226,21 @@ impl Chart<'_> {
                 }
             }
         }
-        // Legend, top left inside the plot.
+        // Legend, top left inside the plot, on a white box.
+        let longest = self
+            .series
+            .iter()
+            .map(|s| s.name.chars().count())
+            .max()
+            .unwrap_or(0) as f64;
+        let _ = writeln!(
+            svg,
+            r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="white" fill-opacity="0.85" stroke="#ccc"/>"##,
+            LEFT + 4.0,
+            TOP + 4.0,
+            longest * 6.6 + 34.0,
+            self.series.len() as f64 * 16.0 + 6.0
+        );
         for (i, series) in self.series.iter().enumerate() {
             let ly = TOP + 16.0 + i as f64 * 16.0;
             let _ = writeln!(
@@ -213,6 +269,7 @@ mod tests {
             title: "a <b>",
             x_label: "x",
             y_label: "y",
+            log_y: false,
             series: vec![Series {
                 name: "s".into(),
                 color: "#1f77b4",
@@ -225,5 +282,18 @@ mod tests {
         assert!(svg.contains("a &lt;b&gt;"));
         assert_eq!(svg.matches("<circle").count(), 2);
         assert_eq!(nice_step(100.0, 5.0), 20.0);
+        let log = Chart {
+            log_y: true,
+            series: vec![Series {
+                name: "l".into(),
+                color: "#000",
+                style: Style::Dots,
+                points: vec![(0.0, 0.5), (1.0, 3000.0), (2.0, 0.0)],
+            }],
+            ..chart
+        };
+        let svg = log.render();
+        assert_eq!(svg.matches("<circle").count(), 2);
+        assert!(svg.contains(">1000<") && svg.contains(">0.1<"));
     }
 }
