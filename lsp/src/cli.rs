@@ -69,6 +69,30 @@ enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
+    /// Review code with the model and print the findings (`path:line:col: severity: message`).
+    ///
+    /// Reviews whole files, or with `--diff REV` only what changed since the git revision REV
+    /// (without PATHS: every file `git diff REV` names). Exit status: 0 when no finding reaches
+    /// `--fail-on`, 1 when one does, 2 when the review could not run.
+    Review {
+        /// Files or folders to review.
+        paths: Vec<PathBuf>,
+        /// Review only the lines changed since this git revision.
+        #[arg(long, value_name = "REV")]
+        diff: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: crate::review::batch::ReviewFormat,
+        /// Exit with status 1 when a finding at or above this severity exists: info, warning,
+        /// error or never.
+        #[arg(long, default_value = "error")]
+        fail_on: String,
+        /// Lowest severity reported (default: `review.min-severity` of the configuration).
+        #[arg(long)]
+        min_severity: Option<String>,
+        /// Workspace root (default: the current directory).
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
     /// Print the editor settings generated from the server's configuration (VS Code's
     /// `contributes.configuration.properties`; editors/vscode/package.json is checked against it).
     Settings,
@@ -128,6 +152,27 @@ pub async fn run(args: Args) -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { ctx, json } => doctor(args.model, ctx, json),
+        Command::Review {
+            paths,
+            diff,
+            format,
+            fail_on,
+            min_severity,
+            root,
+        } => {
+            review(
+                crate::review::batch::ReviewCommand {
+                    paths,
+                    diff,
+                    format,
+                    fail_on,
+                    min_severity,
+                    root,
+                },
+                args.model,
+            )
+            .await
+        }
     };
     match result {
         Ok(code) => code,
@@ -347,6 +392,22 @@ async fn stats(json: bool, model: Option<String>) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `hearth review`: any failure to run at all exits with status 2 (1 means findings).
+async fn review(
+    command: crate::review::batch::ReviewCommand,
+    model: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let root = command.root.clone().or_else(|| std::env::current_dir().ok());
+    let outcome = match load_config(root.as_deref(), model) {
+        Ok(config) => crate::review::batch::run(command, config, root).await,
+        Err(error) => Err(error),
+    };
+    Ok(outcome.unwrap_or_else(|error| {
+        eprintln!("hearth: {error:#}");
+        ExitCode::from(2)
+    }))
 }
 
 async fn build_index(engine: &Arc<ContextEngine>) {

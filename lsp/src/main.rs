@@ -1,11 +1,13 @@
 //! `hearth`: the language server (`hearth lsp`) and the command line around it.
 
+mod actions;
 mod backend;
 mod cli;
 mod config;
 mod context;
 mod documents;
 mod pipeline;
+mod review;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 mod server;
 

@@ -48,6 +48,8 @@ struct State {
     pipeline: RwLock<Arc<Pipeline>>,
     shown_errors: Mutex<HashSet<String>>,
     metrics: Mutex<ServerMetrics>,
+    /// Code actions and reviews.
+    assist: crate::actions::AssistState,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -135,6 +137,7 @@ impl HearthServer {
             pipeline: RwLock::new(Arc::new(Pipeline::new(Arc::new(ContextEngine::new(None))))),
             shown_errors: Mutex::default(),
             metrics: Mutex::default(),
+            assist: Default::default(),
         };
         HearthServer {
             client,
@@ -470,6 +473,54 @@ impl HearthServer {
     }
 }
 
+/// What the code-action and review modules (`actions.rs`, `review.rs`) use of the server.
+impl HearthServer {
+    pub(crate) fn handle(&self) -> HearthServer {
+        HearthServer {
+            client: self.client.clone(),
+            state: self.state.clone(),
+        }
+    }
+
+    pub(crate) fn lsp_client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(crate) fn settings(&self) -> Arc<Config> {
+        self.config()
+    }
+
+    pub(crate) fn position_encoding(&self) -> PositionEncoding {
+        self.encoding()
+    }
+
+    pub(crate) fn context_engine(&self) -> Arc<ContextEngine> {
+        self.pipeline().context.clone()
+    }
+
+    pub(crate) fn document_snapshot(&self, uri: &Uri) -> Option<Document> {
+        self.state
+            .documents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(uri)
+            .cloned()
+    }
+
+    pub(crate) async fn sidecar(&self) -> Result<hearth_protocol::SidecarClient, String> {
+        self.ensure_backend().await
+    }
+
+    pub(crate) fn assist(&self) -> &crate::actions::AssistState {
+        &self.state.assist
+    }
+
+    /// `window/workDoneProgress/cancel`: the user cancelled a code action's progress.
+    pub async fn work_done_progress_cancel(&self, params: WorkDoneProgressCancelParams) {
+        self.cancel_progress(&params.token);
+    }
+}
+
 impl HearthServer {
     async fn index_workspace(&self) {
         let context = self.pipeline().context.clone();
@@ -553,6 +604,7 @@ fn negotiate_encoding(params: &InitializeParams) -> PositionEncoding {
 impl LanguageServer for HearthServer {
     async fn initialize(&self, params: InitializeParams) -> RpcResult<InitializeResult> {
         let encoding = negotiate_encoding(&params);
+        self.state.assist.read_client_capabilities(&params.capabilities);
         *self.state.encoding.write().unwrap_or_else(|p| p.into_inner()) = encoding;
         #[allow(deprecated)]
         let root = params
@@ -594,6 +646,18 @@ impl LanguageServer for HearthServer {
                 ..Default::default()
             }),
             inline_completion_provider: Some(OneOf::Left(true)),
+            code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
+                code_action_kinds: Some(crate::actions::action_kinds()),
+                resolve_provider: Some(true),
+                work_done_progress_options: Default::default(),
+            })),
+            execute_command_provider: Some(ExecuteCommandOptions {
+                commands: vec![
+                    crate::actions::REWRITE_COMMAND.into(),
+                    crate::actions::DISMISS_COMMAND.into(),
+                ],
+                work_done_progress_options: Default::default(),
+            }),
             ..Default::default()
         };
         Ok(InitializeResult {
@@ -666,6 +730,7 @@ impl LanguageServer for HearthServer {
             let context = self.pipeline().context.clone();
             let _ = tokio::task::spawn_blocking(move || context.update_file(&path, &text)).await;
         }
+        self.schedule_review(&uri);
     }
 
     async fn shutdown(&self) -> RpcResult<()> {
@@ -680,6 +745,7 @@ impl LanguageServer for HearthServer {
             let text = document.text.clone();
             tokio::task::spawn_blocking(move || context.update_file(&path, &text));
         }
+        self.review_opened(&document.uri, &document.text);
         self.state
             .documents
             .lock()
@@ -733,6 +799,7 @@ impl LanguageServer for HearthServer {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&uri);
         self.pipeline().cache.forget(uri.as_str());
+        self.review_closed(&uri).await;
     }
 
     async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
@@ -744,6 +811,25 @@ impl LanguageServer for HearthServer {
             .clone();
         layers.client_settings = config::lsp_settings_layer(&params.settings);
         self.apply_config(layers).await;
+    }
+
+    async fn code_action(&self, params: CodeActionParams) -> RpcResult<Option<CodeActionResponse>> {
+        guarded("codeAction", async { Ok(Some(self.list_code_actions(&params))) }).await
+    }
+
+    async fn code_action_resolve(&self, params: CodeAction) -> RpcResult<CodeAction> {
+        guarded("codeAction/resolve", self.resolve_code_action(params)).await
+    }
+
+    async fn execute_command(&self, params: ExecuteCommandParams) -> RpcResult<Option<LSPAny>> {
+        guarded("workspace/executeCommand", async {
+            match params.command.as_str() {
+                crate::actions::REWRITE_COMMAND => self.rewrite_command(params.arguments).await,
+                crate::actions::DISMISS_COMMAND => self.dismiss_finding(params.arguments).await,
+                other => Err(RpcError::invalid_params(format!("unknown command `{other}`"))),
+            }
+        })
+        .await
     }
 
     async fn completion(&self, params: CompletionParams) -> RpcResult<Option<CompletionResponse>> {
@@ -803,6 +889,10 @@ pub fn service() -> (LspService<HearthServer>, tower_lsp_server::ClientSocket) {
         .custom_method("textDocument/inlineCompletion", HearthServer::inline_completion)
         .custom_method("hearth/context", HearthServer::context_request)
         .custom_method("hearth/stats", HearthServer::stats_request)
+        .custom_method(
+            "window/workDoneProgress/cancel",
+            HearthServer::work_done_progress_cancel,
+        )
         .custom_method("hearth/document", HearthServer::document_request)
         .finish()
 }
