@@ -10,6 +10,7 @@ mod pipeline;
 mod review;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 mod server;
+mod transport;
 
 use std::process::ExitCode;
 

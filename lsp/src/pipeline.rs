@@ -178,6 +178,9 @@ impl Pipeline {
         let manifest = self.context.select(input, budget, model, Some(client)).await;
 
         let clipped = clip_prefix_suffix(before, after, PREFIX_LINES, SUFFIX_LINES);
+        // After a line of pure indentation, BPE models often answer with a space token first
+        // (`    ` + ` return`): the cursor is already indented, so that space is dropped.
+        let trailing_indent = trailing_indentation(clipped.prefix);
         let comment_prefix = LanguageId::from_lsp_language_id(&language_id)
             .or_else(|| LanguageId::from_path(&input.path))
             .map(|language| language.comment_prefix().to_string())
@@ -249,7 +252,9 @@ impl Pipeline {
                 },
             ),
         };
-        let Some(text) = postprocess(&outcome.text, &context) else {
+        tracing::debug!(raw = ?outcome.text, stop = ?outcome.stop_reason, generated = outcome.metrics.generated_tokens, "model answer");
+        let raw = strip_indentation(&outcome.text, trailing_indent);
+        let Some(text) = postprocess(&raw, &context) else {
             return Ok(None);
         };
         let text = match_line_endings(&text, &input.text);
@@ -264,6 +269,25 @@ impl Pipeline {
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         }))
     }
+}
+
+/// The spaces and tabs that end the text, when its last line is nothing but indentation.
+fn trailing_indentation(prefix: &str) -> &str {
+    let last_line = prefix.rsplit('\n').next().unwrap_or("");
+    if !last_line.is_empty() && last_line.chars().all(|c| c == ' ' || c == '\t') {
+        last_line
+    } else {
+        ""
+    }
+}
+
+/// The cursor sits after indentation already in the document: the answer's first line must
+/// not add more in front of its code.
+fn strip_indentation<'a>(answer: &'a str, indentation: &str) -> std::borrow::Cow<'a, str> {
+    if indentation.is_empty() {
+        return answer.into();
+    }
+    answer.trim_start_matches([' ', '\t']).into()
 }
 
 /// The syntax check re-parses the document twice; beyond this size it is skipped.
@@ -339,6 +363,17 @@ mod tests {
     fn split_at_cursor_never_splits_a_char() {
         assert_eq!(split_at_cursor("a😀b", 2), ("a", "😀b"));
         assert_eq!(split_at_cursor("ab", 99), ("ab", ""));
+    }
+
+    #[test]
+    fn indentation_moves_from_the_prompt_to_the_answer() {
+        assert_eq!(trailing_indentation("def f():\n    "), "    ");
+        assert_eq!(trailing_indentation("def f():\n    x"), "");
+        assert_eq!(trailing_indentation("def f():\n"), "");
+        assert_eq!(strip_indentation("    return 1", "    "), "return 1");
+        assert_eq!(strip_indentation("\n    return 1", "    "), "\n    return 1");
+        assert_eq!(strip_indentation(" return 1", "    "), "return 1");
+        assert_eq!(strip_indentation("\treturn 1", ""), "\treturn 1");
     }
 
     #[test]

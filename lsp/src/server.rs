@@ -50,6 +50,8 @@ struct State {
     metrics: Mutex<ServerMetrics>,
     /// Code actions and reviews.
     assist: crate::actions::AssistState,
+    /// A handler is connecting to the sidecar (and showing progress for it).
+    connecting: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -138,6 +140,7 @@ impl HearthServer {
             shown_errors: Mutex::default(),
             metrics: Mutex::default(),
             assist: Default::default(),
+            connecting: std::sync::atomic::AtomicBool::new(false),
         };
         HearthServer {
             client,
@@ -230,32 +233,43 @@ impl HearthServer {
             return Ok(client);
         }
         let config = self.config();
-        let token = NumberOrString::String(format!("hearth-model-{}", std::process::id()));
-        let created = self
-            .client
-            .send_request::<request::WorkDoneProgressCreate>(WorkDoneProgressCreateParams {
-                token: token.clone(),
-            })
-            .await
-            .is_ok();
-        let progress = if created {
-            Some(
-                self.client
-                    .progress(token, "Hearth: loading model")
-                    .with_message(config.model.clone())
-                    .begin()
-                    .await,
-            )
-        } else {
-            None
-        };
+        // Progress is shown from its own task: a handler must never wait for the client to
+        // answer a request of ours (with every handler slot taken, that answer could not even
+        // be read — a deadlock).
+        let loaded = Arc::new(tokio::sync::Notify::new());
+        if !self
+            .state
+            .connecting
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            let client = self.client.clone();
+            let loaded = loaded.clone();
+            let model = config.model.clone();
+            tokio::spawn(async move {
+                let token = NumberOrString::String(format!("hearth-model-{}", std::process::id()));
+                let created = client
+                    .send_request::<request::WorkDoneProgressCreate>(WorkDoneProgressCreateParams {
+                        token: token.clone(),
+                    })
+                    .await
+                    .is_ok();
+                if created {
+                    let progress = client
+                        .progress(token, "Hearth: loading model")
+                        .with_message(model)
+                        .begin()
+                        .await;
+                    loaded.notified().await;
+                    progress.finish_with_message("done").await;
+                }
+            });
+        }
         self.send_status().await;
         let result = self.state.backend.client(&config).await;
-        if let Some(progress) = progress {
-            progress
-                .finish_with_message(if result.is_ok() { "ready" } else { "failed" })
-                .await;
-        }
+        self.state
+            .connecting
+            .store(false, std::sync::atomic::Ordering::Release);
+        loaded.notify_one();
         self.send_status().await;
         match result {
             Ok((client, _)) => Ok(client),
@@ -442,6 +456,18 @@ impl HearthServer {
         .await
     }
 
+    /// A frame the client sent was not valid JSON-RPC (see `transport`): log it, keep serving.
+    pub async fn malformed_message(&self, params: Value) {
+        let reason = params["reason"].as_str().unwrap_or("unknown").to_string();
+        tracing::warn!("ignored a malformed message from the client: {reason}");
+        self.client
+            .log_message(
+                MessageType::WARNING,
+                format!("Hearth ignored a malformed message: {reason}"),
+            )
+            .await;
+    }
+
     /// `hearth/document`: the server's copy of an open document (for debugging editors and tests).
     pub async fn document_request(&self, params: TextDocumentIdentifier) -> RpcResult<Value> {
         let documents = self.state.documents.lock().unwrap_or_else(|p| p.into_inner());
@@ -452,7 +478,10 @@ impl HearthServer {
                 "languageId": document.language_id,
                 "text": document.text(),
             })),
-            None => Err(RpcError::invalid_params(format!("document is not open: {}", params.uri.as_str()))),
+            None => Err(RpcError::invalid_params(format!(
+                "document is not open: {}",
+                params.uri.as_str()
+            ))),
         }
     }
 
@@ -697,9 +726,12 @@ impl LanguageServer for HearthServer {
             register_options: serde_json::to_value(DidChangeWatchedFilesRegistrationOptions { watchers })
                 .ok(),
         };
-        if let Err(error) = self.client.register_capability(vec![registration]).await {
-            tracing::info!("the client does not watch files for us: {error}");
-        }
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            if let Err(error) = client.register_capability(vec![registration]).await {
+                tracing::info!("the client does not watch files for us: {error}");
+            }
+        });
     }
 
     async fn did_change_watched_files(&self, params: DidChangeWatchedFilesParams) {
@@ -894,18 +926,25 @@ pub fn service() -> (LspService<HearthServer>, tower_lsp_server::ClientSocket) {
             HearthServer::work_done_progress_cancel,
         )
         .custom_method("hearth/document", HearthServer::document_request)
+        .custom_method(
+            crate::transport::MALFORMED_METHOD,
+            HearthServer::malformed_message,
+        )
         .finish()
 }
 
 /// Serve LSP on the given streams until the client exits.
 pub async fn serve<I, O>(input: I, output: O)
 where
-    I: tokio::io::AsyncRead + Unpin,
+    I: tokio::io::AsyncRead + Unpin + Send + 'static,
     O: tokio::io::AsyncWrite,
 {
     let (service, socket) = service();
-    Server::new(input, output, socket)
-        .concurrency_level(32)
+    // Malformed frames are repaired before tower-lsp sees them (it would stop reading).
+    let (filtered_write, filtered_read) = tokio::io::duplex(1 << 20);
+    tokio::spawn(crate::transport::filter_frames(input, filtered_write));
+    Server::new(filtered_read, output, socket)
+        .concurrency_level(64)
         .serve(service)
         .await;
 }

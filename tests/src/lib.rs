@@ -163,3 +163,5 @@ pub fn fixture_source(name: &str) -> String {
 pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
+
+pub mod lsp_client;
