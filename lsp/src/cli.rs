@@ -47,6 +47,9 @@ enum Command {
         /// Print JSON: the suggestion, the context used and the request's metrics.
         #[arg(long)]
         json: bool,
+        /// After the suggestion, show the context manifest and the request's numbers.
+        #[arg(long)]
+        explain: bool,
     },
     /// Show the cross-file context the model would get at FILE:LINE:COL.
     Context {
@@ -130,7 +133,12 @@ pub async fn run(args: Args) -> ExitCode {
             crate::server::serve(tokio::io::stdin(), tokio::io::stdout()).await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Complete { location, root, json } => complete(&location, root, json, args.model).await,
+        Command::Complete {
+            location,
+            root,
+            json,
+            explain,
+        } => complete(&location, root, json, explain, args.model).await,
         Command::Context {
             location,
             root,
@@ -275,6 +283,7 @@ async fn complete(
     location: &str,
     root: Option<PathBuf>,
     json: bool,
+    explain: bool,
     model: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let (input, root) = input_for(location, root)?;
@@ -291,12 +300,36 @@ async fn complete(
             "text": suggestion.as_ref().map(|s| s.text.clone()),
             "suggestion": suggestion,
             "model": client.model().name,
+            "sidecar_pid": client.hello().pid,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         match &suggestion {
             Some(suggestion) => println!("{}", suggestion.text),
             None => eprintln!("hearth: the model had no suggestion here"),
+        }
+        if let (true, Some(suggestion)) = (explain, &suggestion) {
+            println!(
+                "\n--- model: {} ({}), prompt format: {}",
+                client.model().name,
+                client.model().architecture,
+                suggestion.prompt_format
+            );
+            if let Some(metrics) = &suggestion.metrics {
+                println!(
+                    "--- prompt {} tokens ({} reused from the sidecar's cache, {} evaluated), {} generated, first token {:.0} ms, total {:.0} ms",
+                    metrics.prompt_tokens,
+                    metrics.reused_tokens,
+                    metrics.evaluated_tokens,
+                    metrics.generated_tokens,
+                    metrics.time_to_first_token_ms,
+                    metrics.total_ms
+                );
+            }
+            if let Some(manifest) = &suggestion.context {
+                print!("--- ");
+                print_manifest(manifest);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -53,7 +53,7 @@ pub struct CompletionConfig {
     pub multiline: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
 pub struct ContextConfig {
     /// Tokens of cross-file context; 0 = sized to the model's context.
@@ -107,12 +107,6 @@ impl Default for CompletionConfig {
             max_tokens: 64,
             multiline: "auto".into(),
         }
-    }
-}
-
-impl Default for ContextConfig {
-    fn default() -> Self {
-        ContextConfig { budget_tokens: 0 }
     }
 }
 

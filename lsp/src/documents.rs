@@ -5,7 +5,7 @@
 //! clamped (to the line end, or the document end), never an error and never a panic.
 
 use ropey::Rope;
-use tower_lsp_server::lsp_types::{Position, Range, TextDocumentContentChangeEvent};
+use tower_lsp_server::lsp_types::{Position, TextDocumentContentChangeEvent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PositionEncoding {
@@ -119,12 +119,6 @@ impl Document {
         self.char_to_position(self.position_to_char(position, encoding), encoding)
     }
 
-    pub fn range_to_bytes(&self, range: Range, encoding: PositionEncoding) -> std::ops::Range<usize> {
-        let start = self.position_to_byte(range.start, encoding);
-        let end = self.position_to_byte(range.end, encoding).max(start);
-        start..end
-    }
-
     pub fn text(&self) -> String {
         self.rope.to_string()
     }
@@ -146,6 +140,7 @@ fn line_content_chars(line: &ropey::RopeSlice<'_>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tower_lsp_server::lsp_types::Range;
 
     fn change(range: Option<((u32, u32), (u32, u32))>, text: &str) -> TextDocumentContentChangeEvent {
         TextDocumentContentChangeEvent {
@@ -159,7 +154,14 @@ mod tests {
     #[test]
     fn incremental_edits_land_where_they_should() {
         use PositionEncoding::*;
-        let cases: &[(&str, PositionEncoding, ((u32, u32), (u32, u32)), &str, &str)] = &[
+        type Case<'a> = (
+            &'a str,
+            PositionEncoding,
+            ((u32, u32), (u32, u32)),
+            &'a str,
+            &'a str,
+        );
+        let cases: &[Case] = &[
             // ASCII
             (
                 "fn main() {}\n",

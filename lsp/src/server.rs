@@ -334,7 +334,7 @@ impl HearthServer {
             return Ok(None);
         };
         input.explicit = explicit;
-        if !config.completion.enabled || config.disabled_languages.iter().any(|l| *l == input.language_id) {
+        if !config.completion.enabled || config.disabled_languages.contains(&input.language_id) {
             return Ok(None);
         }
         let pipeline = self.pipeline();
@@ -583,11 +583,7 @@ impl HearthServer {
         });
         let mut last_percent = 0;
         while let Some((done, total)) = receiver.recv().await {
-            let percent = if total == 0 {
-                100
-            } else {
-                (done * 100 / total) as u32
-            };
+            let percent = (done * 100).checked_div(total).unwrap_or(100) as u32;
             if percent >= last_percent + 5 {
                 last_percent = percent;
                 if let Some(progress) = &progress {

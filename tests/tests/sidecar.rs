@@ -411,7 +411,7 @@ async fn racing_launchers_end_with_one_sidecar() {
 fn process_alive(pid: u32) -> bool {
     // A zombie (exited, not yet reaped by init in this sandbox) counts as gone.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.split_whitespace().nth(2).is_some_and(|state| state == "Z"),
+        Ok(stat) => stat.split_whitespace().nth(2).is_none_or(|state| state != "Z"),
         Err(_) => false,
     }
 }
