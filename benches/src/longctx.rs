@@ -33,6 +33,8 @@ pub struct LongContextResult {
     pub cap_reason: String,
     pub resident_bytes_idle: u64,
     pub points: Vec<SizePoint>,
+    /// Why sizes below the cap were left out (the time budget), if they were.
+    pub stopped: Option<String>,
 }
 
 pub const APPENDED_LINE: &str = "    // one more line typed by the user\n";
@@ -81,10 +83,13 @@ pub fn sizes(wanted: &[usize], cap: usize) -> Vec<usize> {
     sizes
 }
 
+/// `budget`: a size is skipped when its cold prefill, extrapolated from the previous size
+/// (quadratically: attention grows with the context), would exceed it.
 pub async fn run(
     client: &SidecarClient,
     corpus: &str,
     wanted: &[usize],
+    budget: std::time::Duration,
 ) -> anyhow::Result<LongContextResult> {
     let hello = client.hello();
     let per_slot = hello.engine.n_ctx_per_slot as usize;
@@ -109,8 +114,22 @@ pub async fn run(
         cap_reason: reason,
         resident_bytes_idle: client.stats().await?.resident_memory_bytes,
         points: Vec::new(),
+        stopped: None,
     };
     for target in sizes(wanted, cap) {
+        if let Some(last) = result.points.last() {
+            let scale = target as f64 / f64::from(last.prompt_tokens.max(1));
+            let estimate_ms = last.cold_client_ttft_ms * scale * scale;
+            if estimate_ms > budget.as_secs_f64() * 1000.0 {
+                result.stopped = Some(format!(
+                    "stopped before {target} tokens: its cold prefill would take about {:.0} s here (budget {:.0} s per size; \
+                     raise it with --long-context-budget)",
+                    estimate_ms / 1000.0,
+                    budget.as_secs_f64()
+                ));
+                break;
+            }
+        }
         let (text, _) = text_with_tokens(client, corpus, target).await?;
         let (cold_ttft, cold) = timed(client, &text, false).await?;
         let resident = client.stats().await?.resident_memory_bytes;

@@ -54,6 +54,10 @@ struct Args {
     /// Largest context the long-context section may ask the sidecar for.
     #[arg(long, default_value_t = 131072)]
     max_context: u32,
+    /// Seconds a single cold prefill of the long-context section may take (estimated from the
+    /// previous size); larger sizes are skipped and the report says so.
+    #[arg(long, default_value_t = 90)]
+    long_context_budget: u64,
     /// The `hearth` binary (default: next to this one).
     #[arg(long)]
     hearth: Option<PathBuf>,
@@ -196,6 +200,21 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         checks: Vec::new(),
     };
     let corpus = util::corpus_text();
+    // Results so far are written after every section: a run cut short still leaves a report.
+    let save = |results: &mut Results| -> anyhow::Result<()> {
+        add_checks(results);
+        results.duration_seconds = started.elapsed().as_secs_f64();
+        if let Some(out) = &args.out {
+            if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)?;
+            }
+            report::write(results, out)?;
+        }
+        if let Some(json) = args.json.as_ref().filter(|j| j.as_os_str() != "-") {
+            std::fs::write(json, serde_json::to_string_pretty(&*results)?)?;
+        }
+        Ok(())
+    };
 
     // 1. Typing session through the real language server (it starts its own sidecar).
     if wants(SectionName::Typing) {
@@ -204,11 +223,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             root: util::repo_root().join("tests/fixtures/shop"),
             file: "shop/inventory.py".into(),
             language_id: "python".into(),
-            keystrokes: if quick { 24 } else { 300 },
-            replay_samples: if quick { 2 } else { 10 },
-            probe_every: if quick { 8 } else { 10 },
+            keystrokes: if quick { 24 } else { 240 },
+            replay_samples: if quick { 2 } else { 8 },
+            probe_every: if quick { 8 } else { 15 },
         };
         results.typing = section("typing", typing::run(&programs, &model_path, &config).await);
+        save(&mut results)?;
     }
 
     // 2 and 5 share a one-slot sidecar; 3 has its own with eight slots.
@@ -238,6 +258,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                     }
                     .await;
                     results.overhead = section("overhead", outcome);
+                    save(&mut results)?;
                 }
                 if wants(SectionName::LongContext) {
                     eprintln!("hearth-bench: long context...");
@@ -246,6 +267,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                     } else {
                         vec![2048, 4096, 8192, 16384, 32768, 65536, 131072]
                     };
+                    let budget = std::time::Duration::from_secs(args.long_context_budget);
                     let train = single.client.model().n_ctx_train;
                     let per_slot = single.client.hello().engine.n_ctx_per_slot;
                     let larger = train.min(args.max_context);
@@ -260,14 +282,15 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                         match Sidecar::spawn(&programs.sidecar, &model_path, &long_args).await {
                             Ok(long) => {
                                 results.sidecars.push(sidecar_setup("long context", &long));
-                                longctx::run(&long.client, &corpus, &wanted).await
+                                longctx::run(&long.client, &corpus, &wanted, budget).await
                             }
                             Err(error) => Err(error),
                         }
                     } else {
-                        longctx::run(&single.client, &corpus, &wanted).await
+                        longctx::run(&single.client, &corpus, &wanted, budget).await
                     };
                     results.long_context = section("long context", outcome);
+                    save(&mut results)?;
                 }
             }
             Err(error) => {
@@ -306,6 +329,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
         .await;
         results.concurrency = section("concurrency", outcome);
+        save(&mut results)?;
     }
 
     if wants(SectionName::Context) {
@@ -327,28 +351,16 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         results.context = section("context", outcome);
     }
 
-    add_checks(&mut results);
-    results.duration_seconds = started.elapsed().as_secs_f64();
-
-    if let Some(out) = &args.out {
-        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)?;
-        }
-        report::write(&results, out)?;
-        eprintln!("hearth-bench: wrote {}", out.display());
-    } else {
-        println!(
+    save(&mut results)?;
+    match &args.out {
+        Some(out) => eprintln!("hearth-bench: wrote {}", out.display()),
+        None => println!(
             "{}",
             report::render(&results, "(no plot: use --out)", "(no plot: use --out)")
-        );
+        ),
     }
-    if let Some(json) = &args.json {
-        let text = serde_json::to_string_pretty(&results)?;
-        if json.as_os_str() == "-" {
-            println!("{text}");
-        } else {
-            std::fs::write(json, text)?;
-        }
+    if args.json.as_ref().is_some_and(|j| j.as_os_str() == "-") {
+        println!("{}", serde_json::to_string_pretty(&results)?);
     }
     let ok = results.checks.iter().all(|c| c.passed);
     for c in results.checks.iter().filter(|c| !c.passed) {

@@ -96,8 +96,9 @@ impl Sidecar {
             .arg(&endpoint.socket_path)
             .arg("--lock-file")
             .arg(&endpoint.lock_path)
+            // Exits a minute after its last client leaves, even if this process is killed.
             .arg("--idle-timeout")
-            .arg("0")
+            .arg("60")
             .args(args)
             .env("HEARTH_LOG", "warn")
             .stdin(Stdio::null())

@@ -747,6 +747,9 @@ pub fn render(results: &Results, typing_svg: &str, long_svg: &str) -> String {
                     r(p.follow_to_cold_ratio)
                 );
             }
+            if let Some(stopped) = &l.stopped {
+                let _ = writeln!(o, "\n{stopped}.");
+            }
             let _ = writeln!(o, "\n![prefill vs size]({long_svg})\n");
         }
     }
