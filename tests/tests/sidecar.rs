@@ -625,4 +625,19 @@ fn bad_model_files_give_one_clear_error() {
     assert_eq!(code, Some(2));
     assert!(log.contains("truncated"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
+
+    // A well-formed GGUF of an architecture llama.cpp does not know.
+    let unknown = dir.path().join("unknown-arch.gguf");
+    let mut writer = hearth_models::gguf::writer::GgufWriter::new();
+    writer
+        .add_string("general.architecture", "hearth-imaginary")
+        .add_string("general.name", "imaginary")
+        .add_u32("hearth-imaginary.block_count", 1)
+        .add_tensor("token_embd.weight", &[64, 32], hearth_models::gguf::GgmlType::F32);
+    writer.write_to_path(&unknown).unwrap();
+    let (code, log) = start_and_expect_failure(&unknown);
+    assert_eq!(code, Some(2));
+    assert!(log.contains("architecture `hearth-imaginary`"), "{log}");
+    assert!(log.contains("does not support the architecture"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
 }
