@@ -36,9 +36,9 @@ pub const MAX_REVIEW_LINES: usize = 120;
 const SURROUNDING_LINES: usize = 6;
 /// A review answer that takes longer than this is dropped.
 pub const REVIEW_TIMEOUT: Duration = Duration::from_secs(240);
-const MAX_MESSAGE_CHARS: u32 = 160;
-const MAX_REPLACEMENT_CHARS: u32 = 400;
-const REVIEW_MAX_TOKENS: u32 = 320;
+const MAX_MESSAGE_CHARS: u32 = 120;
+const MAX_REPLACEMENT_CHARS: u32 = 240;
+const REVIEW_MAX_TOKENS: u32 = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -674,7 +674,7 @@ pub async fn review_text(
         cursor_byte,
         explicit: true,
     };
-    let budget = crate::pipeline::context_budget(config, client).min(384);
+    let budget = crate::pipeline::context_budget(config, client).min(256);
     let manifest = context
         .select(&selection_input, budget, client.model(), Some(client))
         .await;
@@ -690,7 +690,7 @@ pub async fn review_text(
         messages,
         sampling: SamplingParams {
             max_tokens: REVIEW_MAX_TOKENS,
-            json_schema: Some(findings_schema(first + 1, last + 1, max_findings.min(8))),
+            json_schema: Some(findings_schema(first + 1, last + 1, max_findings.min(4))),
             repeat_penalty: 1.1,
             ..SamplingParams::default()
         },
