@@ -134,6 +134,14 @@ fn sidecar_setup(purpose: &str, sidecar: &Sidecar) -> SidecarSetup {
     }
 }
 
+fn pending<T>(wanted: bool) -> Section<T> {
+    Section::Skipped(if wanted {
+        "not run: the run ended before this section".into()
+    } else {
+        "not selected (--sections)".into()
+    })
+}
+
 fn section<T>(name: &str, outcome: anyhow::Result<T>) -> Section<T> {
     match outcome {
         Ok(value) => {
@@ -192,11 +200,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         model_path: model_path.display().to_string(),
         model: None,
         sidecars: Vec::new(),
-        typing: Section::Skipped("not selected".into()),
-        overhead: Section::Skipped("not selected".into()),
-        concurrency: Section::Skipped("not selected".into()),
-        context: Section::Skipped("not selected".into()),
-        long_context: Section::Skipped("not selected".into()),
+        typing: pending(wants(SectionName::Typing)),
+        overhead: pending(wants(SectionName::Overhead)),
+        concurrency: pending(wants(SectionName::Concurrency)),
+        context: pending(wants(SectionName::Context)),
+        long_context: pending(wants(SectionName::LongContext)),
         checks: Vec::new(),
     };
     let corpus = util::corpus_text();
@@ -224,8 +232,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             file: "shop/inventory.py".into(),
             language_id: "python".into(),
             keystrokes: if quick { 24 } else { 240 },
-            replay_samples: if quick { 2 } else { 8 },
-            probe_every: if quick { 8 } else { 15 },
+            replay_samples: if quick { 1 } else { 8 },
+            // --quick: one probe before and one after the session only.
+            probe_every: if quick { usize::MAX } else { 15 },
         };
         results.typing = section("typing", typing::run(&programs, &model_path, &config).await);
         save(&mut results)?;
@@ -263,7 +272,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 if wants(SectionName::LongContext) {
                     eprintln!("hearth-bench: long context...");
                     let wanted: Vec<usize> = if quick {
-                        vec![512, 1024]
+                        vec![256, 512]
                     } else {
                         vec![2048, 4096, 8192, 16384, 32768, 65536, 131072]
                     };
