@@ -485,7 +485,7 @@ impl HearthServer {
         }
     }
 
-    pub async fn stats_request(&self, _params: Option<Value>) -> RpcResult<Value> {
+    pub async fn stats_request(&self) -> RpcResult<Value> {
         guarded("hearth/stats", async {
             let mut server = self.state.metrics.lock().unwrap_or_else(|p| p.into_inner()).clone();
             server.documents_open = self.state.documents.lock().unwrap_or_else(|p| p.into_inner()).len();
