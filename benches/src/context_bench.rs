@@ -119,6 +119,7 @@ fn run_ctags(root: &Path, files: &[String], scratch: &Path) -> anyhow::Result<Ct
         .arg(&tags)
         .arg("-L")
         .arg(&list)
+        .stderr(std::process::Stdio::null())
         .status()?;
     let list_ms = started.elapsed().as_secs_f64() * 1000.0;
     anyhow::ensure!(status.success(), "ctags -L failed: {status}");
@@ -132,6 +133,7 @@ fn run_ctags(root: &Path, files: &[String], scratch: &Path) -> anyhow::Result<Ct
         .args(["-R", "--languages=Rust", "-f"])
         .arg(&recursive)
         .arg(".")
+        .stderr(std::process::Stdio::null())
         .status()?;
     let recursive_ms = started.elapsed().as_secs_f64() * 1000.0;
     anyhow::ensure!(status.success(), "ctags -R failed: {status}");

@@ -197,6 +197,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             "release".into()
         },
         machine: util::Machine::detect(),
+        load_average_end: String::new(),
         model_path: model_path.display().to_string(),
         model: None,
         sidecars: Vec::new(),
@@ -211,6 +212,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     // Results so far are written after every section: a run cut short still leaves a report.
     let save = |results: &mut Results| -> anyhow::Result<()> {
         add_checks(results);
+        results.load_average_end = util::Machine::detect().load_average;
         results.duration_seconds = started.elapsed().as_secs_f64();
         if let Some(out) = &args.out {
             if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {

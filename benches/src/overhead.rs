@@ -182,8 +182,24 @@ pub async fn run(
             .map(|r| r.prefill_tokens_per_second)
             .collect::<Vec<_>>(),
     );
-    result.decode_ratio = ratio(result.sidecar_decode_tps, result.in_process_decode_tps);
-    result.prefill_ratio = ratio(result.sidecar_prefill_tps, result.in_process_prefill_tps);
+    // The ratio is the median of the per-repetition ratios: each pair ran back to back, so a
+    // load spike on the shared machine hits both of its runs, while it would skew either median.
+    let paired = |a: &dyn Fn(&SidecarRun) -> f64, b: &dyn Fn(&RunResult) -> f64| -> f64 {
+        median(
+            &result
+                .sidecar_runs
+                .iter()
+                .zip(&result.in_process_runs)
+                .map(|(s, i)| ratio(a(s), b(i)))
+                .collect::<Vec<_>>(),
+        )
+    };
+    result.decode_ratio = paired(&|r| r.client_decode_tokens_per_second, &|r| {
+        r.decode_tokens_per_second
+    });
+    result.prefill_ratio = paired(&|r| r.client_prefill_tokens_per_second, &|r| {
+        r.prefill_tokens_per_second
+    });
     result.same_output = match (result.sidecar_runs.first(), result.in_process_runs.first()) {
         (Some(a), Some(b)) => a.text == b.text && a.generated_tokens as usize == b.generated_tokens,
         _ => false,

@@ -216,7 +216,11 @@ pub fn render(results: &Results, typing_svg: &str, long_svg: &str) -> String {
             m.gpus.join("; ")
         }
     );
-    let _ = writeln!(o, "| Load average at start | {} |\n", m.load_average);
+    let _ = writeln!(
+        o,
+        "| Load average (1/5/15 min) at start / at the end | {} / {} |\n",
+        m.load_average, results.load_average_end
+    );
 
     let _ = writeln!(o, "## Model\n");
     match &results.model {
@@ -539,7 +543,7 @@ pub fn render(results: &Results, typing_svg: &str, long_svg: &str) -> String {
             );
             let _ = writeln!(
                 o,
-                "| | sidecar (median) | plain loop (median) | ratio |\n|---|---|---|---|"
+                "| | sidecar (median) | plain loop (median) | ratio (median of back-to-back pair ratios) |\n|---|---|---|---|"
             );
             let _ = writeln!(
                 o,

@@ -59,6 +59,8 @@ pub struct Results {
     pub git_commit: String,
     pub build_profile: String,
     pub machine: Machine,
+    /// 1/5/15-minute load average when the report was written (other work on a shared machine).
+    pub load_average_end: String,
     pub model_path: String,
     pub model: Option<ModelInfo>,
     pub sidecars: Vec<SidecarSetup>,
