@@ -215,8 +215,9 @@ fn find_root(file: &Path) -> Option<PathBuf> {
 fn load_config(root: Option<&Path>, model: Option<String>) -> anyhow::Result<Config> {
     let (layers, errors) = config::file_layers(root);
     let (mut config, more) = layers.resolve();
-    if let Some(error) = errors.into_iter().chain(more).next() {
-        anyhow::bail!("configuration: {error}");
+    // As in the server: an invalid layer is reported and skipped.
+    for error in errors.into_iter().chain(more) {
+        eprintln!("hearth: configuration ignored: {error}");
     }
     if let Some(model) = model {
         config.model = model;
@@ -264,6 +265,13 @@ fn input_for(location: &str, root: Option<PathBuf>) -> anyhow::Result<(Completio
         .canonicalize()
         .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
     let text = read_source(&path)?;
+    let lines = text.split_inclusive('\n').count().max(1);
+    if line > lines + 1 {
+        anyhow::bail!(
+            "{} has {lines} lines; line {line} is past its end",
+            path.display()
+        );
+    }
     let root = root
         .map(|r| r.canonicalize().unwrap_or(r))
         .or_else(|| find_root(&path));
@@ -344,10 +352,12 @@ async fn context(
 ) -> anyhow::Result<ExitCode> {
     let (input, root) = input_for(location, root)?;
     let config = load_config(root.as_deref(), model)?;
+    // The server's default: a quarter of a slot's context.
+    let slot = (config.backend.context_size / config.backend.parallel.max(1)) as usize;
     let budget = budget.unwrap_or(if config.context.budget_tokens > 0 {
         config.context.budget_tokens as usize
     } else {
-        2048
+        (slot / 4).clamp(256, 32 * 1024)
     });
     let engine = Arc::new(ContextEngine::new(root));
     build_index(&engine).await;
@@ -486,7 +496,14 @@ fn pull(name: &str) -> anyhow::Result<ExitCode> {
         config.model_dir.display()
     );
     let outcome = hearth_models::install::install_default_model(&config)?;
-    eprintln!("hearth: {:?} ({} bytes)", outcome.action, outcome.size_bytes);
+    let action = match outcome.action {
+        hearth_models::install::InstallAction::AlreadyInstalled => "already installed",
+        _ => "installed",
+    };
+    eprintln!(
+        "hearth: default model {action} ({:.1} MB)",
+        outcome.size_bytes as f64 / 1e6
+    );
     println!("{}", outcome.path.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -536,8 +553,16 @@ fn list_models(json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn doctor(model: Option<String>, ctx: u32, json: bool) -> anyhow::Result<ExitCode> {
-    let config = load_config(std::env::current_dir().ok().as_deref(), model)?;
-    let model_path = crate::backend::resolve_model(&config.model).ok();
+    let explicit = model.is_some();
+    let cwd = std::env::current_dir().ok();
+    let root = cwd.as_deref().and_then(|dir| find_root(&dir.join("x")));
+    let config = load_config(root.as_deref(), model)?;
+    let model_path = match crate::backend::resolve_model(&config.model) {
+        Ok(path) => Some(path),
+        // Only the not-yet-installed default model is optional here.
+        Err(error) if explicit || config.model != "default" => anyhow::bail!("{error}"),
+        Err(_) => None,
+    };
     let hardware = hearth_models::hardware::detect_hardware();
     let report = hearth_models::doctor_report(model_path.as_deref(), ctx, &hardware);
     if json {

@@ -18,6 +18,14 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
+    #[cfg(unix)]
+    if !args.is_lsp() {
+        // `hearth context --json | head`: end quietly on a closed pipe, as other CLI tools do.
+        // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // stdout is the LSP channel: logs always go to stderr.
     tracing_subscriber::fmt()
         .with_env_filter(
