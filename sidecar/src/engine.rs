@@ -868,11 +868,23 @@ impl<'model> Engine<'model> {
 
         self.batch.clear();
         let mut budget = self.n_batch;
+        // While someone waits for a completion, background work (reviews, refactors) pauses:
+        // its tokens would make every step of the interactive request slower. It resumes, with
+        // its cache intact, as soon as no interactive request is active.
+        let interactive_active = self.slots.iter().any(|slot| {
+            slot.active
+                .as_ref()
+                .is_some_and(|a| a.request.priority == Priority::Interactive)
+        });
+        let paused = |active: &Active| interactive_active && active.request.priority == Priority::Background;
         // Generating slots first: one token each keeps every stream moving.
         for slot in &mut self.slots {
             let seq = slot.index as i32;
             let Some(active) = &mut slot.active else { continue };
             active.logits_index = None;
+            if paused(active) {
+                continue;
+            }
             if let Some(token) = active.pending_token.take() {
                 let position = slot.cached.len() as i32;
                 if budget == 0 || self.batch.add(token, position, &[seq], true).is_err() {
@@ -891,6 +903,9 @@ impl<'model> Engine<'model> {
             let slot = &mut self.slots[index];
             let seq = slot.index as i32;
             let Some(active) = &mut slot.active else { continue };
+            if paused(active) {
+                continue;
+            }
             let prompt_len = active.request.prompt.len();
             while active.n_prompt_done < prompt_len && budget > 0 {
                 let token = active.request.prompt[active.n_prompt_done];

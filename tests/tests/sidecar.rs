@@ -641,3 +641,45 @@ fn bad_model_files_give_one_clear_error() {
     assert!(log.contains("does not support the architecture"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_work_pauses_for_completions_and_resumes_intact() {
+    let sidecar = SidecarProcess::start(&default_model(), &["--ctx-size", "4096", "--parallel", "2"]);
+    let client = sidecar.connect("pause test").await;
+    // Counting goes on for all 300 tokens: a long job.
+    let mut review = completion("1, 2, 3, 4, 5,", 300);
+    review.priority = Priority::Background;
+    // Alone, the background job produces this text.
+    let alone = client.complete(review.clone()).unwrap().finish().await.unwrap();
+
+    // Again, with completions arriving while it runs: they are served first (the background job
+    // pauses), and the job's text is unchanged — it was never batched with them.
+    let background = client.complete(review).unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let mut interactive = Vec::new();
+    for prompt in ["def add(a, b):", "class Cart:", "import os\n"] {
+        interactive.push(
+            client
+                .complete(completion(prompt, 6))
+                .unwrap()
+                .finish()
+                .await
+                .unwrap(),
+        );
+    }
+    // The completions were served while the background job was still running.
+    assert_eq!(
+        client.stats().await.unwrap().active_requests,
+        1,
+        "the background job overlapped them"
+    );
+    let together = background.finish().await.unwrap();
+    assert_eq!(alone.metrics.generated_tokens, 300);
+    assert_eq!(
+        together.text, alone.text,
+        "pausing and resuming kept the background job's state"
+    );
+    assert!(interactive
+        .iter()
+        .all(|outcome| outcome.metrics.generated_tokens >= 1));
+}
