@@ -203,8 +203,8 @@ pub fn parse_location(location: &str) -> anyhow::Result<(PathBuf, usize, usize)>
     }
 }
 
-fn find_root(file: &Path) -> Option<PathBuf> {
-    let start = file.parent()?;
+/// The nearest folder from `start` up holding `.git` or `.hearth.toml`, else `start` itself.
+fn find_root(start: &Path) -> Option<PathBuf> {
     start
         .ancestors()
         .find(|dir| dir.join(".git").exists() || dir.join(".hearth.toml").exists())
@@ -274,7 +274,7 @@ fn input_for(location: &str, root: Option<PathBuf>) -> anyhow::Result<(Completio
     }
     let root = root
         .map(|r| r.canonicalize().unwrap_or(r))
-        .or_else(|| find_root(&path));
+        .or_else(|| path.parent().and_then(find_root));
     let cursor_byte = cursor_byte(&text, line, col);
     let input = CompletionInput {
         key: path.display().to_string(),
@@ -352,13 +352,9 @@ async fn context(
 ) -> anyhow::Result<ExitCode> {
     let (input, root) = input_for(location, root)?;
     let config = load_config(root.as_deref(), model)?;
-    // The server's default: a quarter of a slot's context.
+    // The server's default, for the slot size the configuration asks the sidecar for.
     let slot = (config.backend.context_size / config.backend.parallel.max(1)) as usize;
-    let budget = budget.unwrap_or(if config.context.budget_tokens > 0 {
-        config.context.budget_tokens as usize
-    } else {
-        (slot / 4).clamp(256, 32 * 1024)
-    });
+    let budget = budget.unwrap_or_else(|| crate::pipeline::budget_for_slot(&config, slot));
     let engine = Arc::new(ContextEngine::new(root));
     build_index(&engine).await;
     // Count with the model's tokenizer when its sidecar is already running; never start one.
@@ -555,7 +551,7 @@ fn list_models(json: bool) -> anyhow::Result<ExitCode> {
 fn doctor(model: Option<String>, ctx: u32, json: bool) -> anyhow::Result<ExitCode> {
     let explicit = model.is_some();
     let cwd = std::env::current_dir().ok();
-    let root = cwd.as_deref().and_then(|dir| find_root(&dir.join("x")));
+    let root = cwd.as_deref().and_then(find_root);
     let config = load_config(root.as_deref(), model)?;
     let model_path = match crate::backend::resolve_model(&config.model) {
         Ok(path) => Some(path),

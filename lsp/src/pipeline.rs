@@ -312,13 +312,16 @@ fn match_line_endings(text: &str, document: &str) -> String {
 }
 
 pub fn context_budget(config: &Config, client: &SidecarClient) -> usize {
+    budget_for_slot(config, client.hello().engine.n_ctx_per_slot as usize)
+}
+
+/// The configured context budget, or a quarter of a slot of `slot_tokens`: room for the file
+/// itself and the answer, and a cold prompt stays affordable on CPU.
+pub fn budget_for_slot(config: &Config, slot_tokens: usize) -> usize {
     if config.context.budget_tokens > 0 {
         return config.context.budget_tokens as usize;
     }
-    // A quarter of a slot leaves room for the file itself and the answer, and keeps a cold
-    // prompt affordable on CPU.
-    let slot = client.hello().engine.n_ctx_per_slot as usize;
-    (slot / 4).clamp(256, 32 * 1024)
+    (slot_tokens / 4).clamp(256, 32 * 1024)
 }
 
 pub fn split_at_cursor(text: &str, cursor_byte: usize) -> (&str, &str) {

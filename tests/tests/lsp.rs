@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hearth_tests::lsp_client::{file_uri, LspClient};
+use hearth_tests::lsp_client::LspClient;
 use hearth_tests::*;
 use serde_json::{json, Value};
 
@@ -377,5 +377,4 @@ fn two_editor_windows_share_one_sidecar() {
     for client in clients {
         client.shutdown();
     }
-    let _ = file_uri(&path);
 }
