@@ -15,6 +15,7 @@
 //! besides the compiled queries, and never fails on bad input: parsing gives a tree with
 //! ERROR nodes, extraction returns whatever it could find.
 
+pub mod elide;
 mod extract;
 mod language;
 mod queries;
@@ -41,6 +42,31 @@ pub fn parse(language: LanguageId, text: &str) -> Option<tree_sitter::Tree> {
         let mut parser = cell.try_borrow_mut().ok()?;
         parser.set_language(&language.tree_sitter_language()).ok()?;
         parser.parse(text, None)
+    })
+}
+
+/// Parses `text` for [`extract_outline`]: gives the same definitions and imports as
+/// [`parse`], but for Rust the interiors of function bodies that declare no item (no `fn`,
+/// `struct`, `use`, ... inside) are left out of the parse (see `elide.rs`), which is most
+/// of a typical file. The tree is only good for the outline: skipped bodies are empty
+/// blocks, so references and syntax errors inside them are missing.
+pub fn parse_outline(language: LanguageId, text: &str) -> Option<tree_sitter::Tree> {
+    let skipped = match language {
+        LanguageId::Rust => elide::rust_skippable_bodies(text),
+        _ => Vec::new(),
+    };
+    if skipped.is_empty() {
+        return parse(language, text);
+    }
+    let ranges = elide::included_ranges(text, &skipped);
+    THREAD_PARSER.with(|cell| {
+        let mut parser = cell.try_borrow_mut().ok()?;
+        parser.set_language(&language.tree_sitter_language()).ok()?;
+        parser.set_included_ranges(&ranges).ok()?;
+        let tree = parser.parse(text, None);
+        // The parser is shared by `parse`, which wants the whole text.
+        parser.set_included_ranges(&[]).ok()?;
+        tree
     })
 }
 

@@ -50,6 +50,20 @@ fn percentile(sorted: &[u64], fraction: f64) -> u64 {
     sorted[position]
 }
 
+/// Resident set size of this process, from `/proc/self/status` (0 where unavailable).
+fn resident_bytes(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+                rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
+            })
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
 fn main() {
     let mut arguments = std::env::args().skip(1);
     let root = arguments.next().map(PathBuf::from).unwrap_or_else(default_root);
@@ -63,6 +77,7 @@ fn main() {
         .unwrap_or(2048);
 
     println!("root: {}", root.display());
+    let resident_before = resident_bytes("VmRSS");
     let started = Instant::now();
     // HEARTH_BENCH_ALL_LANGUAGES=1 indexes every language; by default only Rust sources
     // (the registry also holds C/C++ trees such as llama.cpp and grammar parser tables).
@@ -85,6 +100,12 @@ fn main() {
         index.window_count(),
     );
     println!("walk: {statistics:?}");
+    println!(
+        "memory: resident {:.0} MiB after the build ({:.0} MiB more than before), peak {:.0} MiB",
+        resident_bytes("VmRSS") as f64 / 1048576.0,
+        (resident_bytes("VmRSS") as f64 - resident_before as f64) / 1048576.0,
+        resident_bytes("VmHWM") as f64 / 1048576.0,
+    );
 
     let files: Vec<_> = index.files().collect();
     if files.is_empty() {

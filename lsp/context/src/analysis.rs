@@ -145,7 +145,7 @@ pub(crate) fn analyze_text(language: LanguageId, text: &str, with_windows: bool)
     let starts = line_starts(text);
     let mut definitions = Vec::new();
     let mut imports = Vec::new();
-    if let Some(tree) = hearth_grammars::parse(language, text) {
+    if let Some(tree) = hearth_grammars::parse_outline(language, text) {
         let outline = hearth_grammars::extract_outline(language, &tree, text);
         definitions.reserve(outline.definitions.len());
         for extracted in &outline.definitions {
