@@ -186,6 +186,7 @@ impl LspServer {
             .env("HEARTH_SIDECAR", &programs.sidecar)
             // No user configuration file: the benchmark's settings only.
             .env("HEARTH_CONFIG", runtime_dir.path().join("no-user-config.toml"))
+            .env("HEARTH_DATA_DIR", runtime_dir.path().join("data"))
             .env("HEARTH_LOG", "warn")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

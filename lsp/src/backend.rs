@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hearth_protocol::{connect_or_spawn, ClientError, LaunchOptions, Origin, SidecarClient};
+use hearth_protocol::{
+    connect_or_spawn, ClientError, FimSetting, LaunchOptions, Origin, RemoteOptions, SidecarClient,
+};
 
 use crate::config::Config;
 
@@ -97,6 +99,64 @@ pub fn launch_options(config: &Config, runtime_dir: Option<PathBuf>) -> Result<L
     })
 }
 
+/// How to reach the OpenAI-compatible server of `backend.kind = "openai"`.
+pub fn remote_options(config: &Config) -> Result<RemoteOptions, String> {
+    let backend = &config.backend;
+    if backend.openai_url.trim().is_empty() {
+        return Err(
+            "backend.kind = \"openai\" needs backend.openai-url (e.g. \"http://127.0.0.1:8080/v1\")".into(),
+        );
+    }
+    let api_key = match backend.openai_api_key_env.as_str() {
+        "" => None,
+        var => std::env::var(var).ok().filter(|key| !key.is_empty()),
+    };
+    Ok(RemoteOptions {
+        base_url: backend.openai_url.trim().to_string(),
+        model: backend.openai_model.clone(),
+        api_key,
+        api_key_env: backend.openai_api_key_env.clone(),
+        fim: FimSetting::parse(&backend.openai_fim).map_err(|e| format!("backend.openai-fim: {e}"))?,
+        context_size: backend.context_size,
+        request_timeout: Duration::from_secs(backend.openai_timeout_secs.max(1)),
+        max_retries: backend.openai_retries,
+        ca_file: (!backend.openai_ca_file.is_empty()).then(|| PathBuf::from(&backend.openai_ca_file)),
+        ..RemoteOptions::default()
+    })
+}
+
+/// Connect as the configuration says: the local sidecar (found or started) or a remote server.
+async fn connect(
+    config: &Config,
+    runtime_dir: Option<PathBuf>,
+    client_name: &str,
+) -> Result<SidecarClient, BackendError> {
+    match config.backend.kind.as_str() {
+        "openai" => {
+            let options = remote_options(config).map_err(BackendError::Config)?;
+            Ok(SidecarClient::connect_remote(options, client_name).await?)
+        }
+        "sidecar" => {
+            let options = launch_options(config, runtime_dir).map_err(BackendError::Config)?;
+            let (client, origin) = connect_or_spawn(&options, client_name).await?;
+            tracing::info!(
+                "sidecar pid {} ({}) serving {}",
+                client.hello().pid,
+                if origin == Origin::Spawned {
+                    "started"
+                } else {
+                    "already running"
+                },
+                client.model().name
+            );
+            Ok(client)
+        }
+        other => Err(BackendError::Config(format!(
+            "backend.kind `{other}`: use \"sidecar\" (local llama.cpp) or \"openai\" (an OpenAI-compatible server)"
+        ))),
+    }
+}
+
 impl Backend {
     pub fn new(client_name: String) -> Backend {
         Backend {
@@ -144,26 +204,18 @@ impl Backend {
                 });
             }
         }
-        let options = match launch_options(config, self.runtime_dir.clone()) {
-            Ok(options) => options,
-            Err(message) => {
-                self.set_status(BackendStatus::Error(message.clone()));
-                return Err(BackendError::Config(message));
-            }
-        };
         self.set_status(BackendStatus::Starting);
-        match connect_or_spawn(&options, &self.client_name).await {
-            Ok((client, origin)) => {
-                tracing::info!(
-                    "sidecar pid {} ({}) serving {}",
-                    client.hello().pid,
-                    if origin == Origin::Spawned {
-                        "started"
-                    } else {
-                        "already running"
-                    },
-                    client.model().name
-                );
+        match connect(config, self.runtime_dir.clone(), &self.client_name).await {
+            Err(BackendError::Config(message)) => {
+                self.set_status(BackendStatus::Error(message.clone()));
+                Err(BackendError::Config(message))
+            }
+            Ok(client) => {
+                if config.usage.enabled {
+                    if let Some(ledger) = crate::usage::Ledger::open_default() {
+                        client.set_usage_observer(ledger.observer());
+                    }
+                }
                 *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 self.set_status(BackendStatus::Ready);
                 *guard = Some(client.clone());
@@ -179,7 +231,7 @@ impl Backend {
                     attempts,
                 });
                 self.set_status(BackendStatus::Error(message));
-                Err(BackendError::Client(error))
+                Err(error)
             }
         }
     }

@@ -62,8 +62,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show the sidecar's statistics (requests, tokens reused, latency, memory).
+    /// Show per-day usage from the ledger (requests, tokens, cache reuse, latency, errors), what
+    /// the same tokens would cost in the cloud against the local energy, and the running
+    /// sidecar's numbers.
     Stats {
+        /// Days of the ledger to show, today included.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
         #[arg(long)]
         json: bool,
     },
@@ -145,7 +150,7 @@ pub async fn run(args: Args) -> ExitCode {
             budget,
             json,
         } => context(&location, root, budget, json, args.model).await,
-        Command::Stats { json } => stats(json, args.model).await,
+        Command::Stats { days, json } => stats(days, json, args.model).await,
         Command::Model {
             command: ModelCommand::Pull { name },
         } => pull(&name),
@@ -309,6 +314,7 @@ async fn complete(
             "suggestion": suggestion,
             "model": client.model().name,
             "sidecar_pid": client.hello().pid,
+            "remote_url": client.hello().remote_url,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
@@ -384,51 +390,190 @@ async fn context(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn stats(json: bool, model: Option<String>) -> anyhow::Result<ExitCode> {
+async fn stats(days: u32, json: bool, model: Option<String>) -> anyhow::Result<ExitCode> {
     let config = load_config(std::env::current_dir().ok().as_deref(), model)?;
-    let options =
-        crate::backend::launch_options(&config, std::env::var_os("HEARTH_RUNTIME_DIR").map(PathBuf::from))
-            .map_err(anyhow::Error::msg)?;
-    let endpoint = options.endpoint()?;
-    let client =
-        hearth_protocol::SidecarClient::connect(&endpoint, "hearth stats", std::time::Duration::from_secs(5))
-            .await
-            .map_err(|error| {
-                anyhow::anyhow!(
-                    "no sidecar is running for {} ({error})",
-                    options.model_path.display()
-                )
-            })?;
-    let stats = client.stats().await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&stats)?);
+    let ledger = crate::usage::Ledger::open_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let usage_days = ledger
+        .as_ref()
+        .map(|ledger| ledger.read_days(days.max(1), now))
+        .unwrap_or_default();
+    let cost = crate::usage::cost(&usage_days, &config.usage);
+    let totals = crate::usage::DayUsage::from_records("total", &[]);
+    let totals = usage_days.iter().fold(totals, |mut t, d| {
+        t.requests += d.requests;
+        t.completed += d.completed;
+        t.cancelled += d.cancelled;
+        t.failed += d.failed;
+        t.completions += d.completions;
+        t.chats += d.chats;
+        t.remote_requests += d.remote_requests;
+        t.prompt_tokens += d.prompt_tokens;
+        t.reused_tokens += d.reused_tokens;
+        t.generated_tokens += d.generated_tokens;
+        t.local_busy_secs += d.local_busy_secs;
+        t
+    });
+
+    // The running sidecar's own numbers, when there is one (never started for this).
+    let (sidecar, sidecar_note) = if config.backend.kind == "openai" {
+        (
+            None,
+            format!(
+                "backend: OpenAI-compatible server at {}",
+                config.backend.openai_url
+            ),
+        )
     } else {
-        let reuse = if stats.prompt_tokens_total > 0 {
-            100.0 * stats.reused_tokens_total as f64 / stats.prompt_tokens_total as f64
-        } else {
-            0.0
-        };
-        println!(
-            "sidecar pid {} up {:.0}s, model {} ({})",
-            stats.pid, stats.uptime_secs, stats.model.name, stats.model.architecture
-        );
-        println!(
-            "requests: {} total, {} completed, {} cancelled, {} failed, {} refused busy",
-            stats.requests_total,
-            stats.requests_completed,
-            stats.requests_cancelled,
-            stats.requests_failed,
-            stats.requests_rejected_busy
-        );
-        println!(
-            "tokens: {} prompt ({reuse:.1}% reused from cache), {} evaluated, {} generated",
-            stats.prompt_tokens_total, stats.evaluated_tokens_total, stats.generated_tokens_total
-        );
-        println!(
-            "memory: {:.1} MiB resident; clients connected: {}",
-            stats.resident_memory_bytes as f64 / 1048576.0,
-            stats.clients_connected
-        );
+        match crate::backend::launch_options(
+            &config,
+            std::env::var_os("HEARTH_RUNTIME_DIR").map(PathBuf::from),
+        ) {
+            Ok(options) => {
+                let connected = match options.endpoint() {
+                    Ok(endpoint) => hearth_protocol::SidecarClient::connect(
+                        &endpoint,
+                        "hearth stats",
+                        std::time::Duration::from_secs(5),
+                    )
+                    .await
+                    .ok(),
+                    Err(_) => None,
+                };
+                match connected {
+                    Some(client) => (Some(client.stats().await?), String::new()),
+                    None => (
+                        None,
+                        format!("no sidecar is running for {}", options.model_path.display()),
+                    ),
+                }
+            }
+            Err(message) => (None, message),
+        }
+    };
+
+    if json {
+        let value = serde_json::json!({
+            "usage": {
+                "ledger": ledger.as_ref().map(|l| l.dir().display().to_string()),
+                "days": usage_days,
+                "totals": totals,
+                "cost": cost,
+                "prices": config.usage,
+            },
+            "sidecar": sidecar,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    match &ledger {
+        Some(ledger) if !usage_days.is_empty() => {
+            println!("usage, last {days} days ({}):", ledger.dir().display());
+            println!(
+                "  {:<10} {:>8} {:>9} {:>6} {:>12} {:>7} {:>10} {:>8} {:>8}",
+                "date",
+                "requests",
+                "cancelled",
+                "failed",
+                "prompt tok",
+                "reused",
+                "generated",
+                "p50 ms",
+                "p95 ms"
+            );
+            for day in &usage_days {
+                let reused = if day.prompt_tokens > 0 {
+                    100.0 * day.reused_tokens as f64 / day.prompt_tokens as f64
+                } else {
+                    0.0
+                };
+                println!(
+                    "  {:<10} {:>8} {:>9} {:>6} {:>12} {:>6.1}% {:>10} {:>8.0} {:>8.0}",
+                    day.date,
+                    day.requests,
+                    day.cancelled,
+                    day.failed,
+                    day.prompt_tokens,
+                    reused,
+                    day.generated_tokens,
+                    day.p50_ms,
+                    day.p95_ms
+                );
+            }
+            let prices = &config.usage;
+            println!(
+                "  cloud equivalent: {:.4} ({} uncached + {} cached input tokens at {}/{} per M, {} output at {} per M)",
+                cost.cloud_cost,
+                totals.prompt_tokens - totals.reused_tokens.min(totals.prompt_tokens),
+                totals.reused_tokens,
+                prices.cloud_input_per_mtok,
+                prices.cloud_cached_input_per_mtok,
+                totals.generated_tokens,
+                prices.cloud_output_per_mtok
+            );
+            println!(
+                "  local energy: {:.4} kWh = {:.4} ({:.0} s of engine time at {} W, {} per kWh); saved {:.4}",
+                cost.energy_kwh,
+                cost.energy_cost,
+                totals.local_busy_secs,
+                prices.watts,
+                prices.price_per_kwh,
+                cost.saved
+            );
+            match cost.break_even_days {
+                Some(days) => println!(
+                    "  break-even: hardware cost {} paid back in {days:.0} days at this rate",
+                    prices.hardware_cost
+                ),
+                None if prices.hardware_cost > 0.0 => {
+                    println!("  break-even: never at this rate (nothing saved)")
+                }
+                None => {}
+            }
+        }
+        Some(ledger) => println!(
+            "usage: nothing recorded in the last {days} days ({})",
+            ledger.dir().display()
+        ),
+        None => println!("usage: no data directory for the ledger"),
+    }
+
+    match sidecar {
+        Some(stats) => {
+            let reuse = if stats.prompt_tokens_total > 0 {
+                100.0 * stats.reused_tokens_total as f64 / stats.prompt_tokens_total as f64
+            } else {
+                0.0
+            };
+            println!(
+                "sidecar pid {} up {:.0}s, model {} ({})",
+                stats.pid, stats.uptime_secs, stats.model.name, stats.model.architecture
+            );
+            println!(
+                "  requests: {} total, {} completed, {} cancelled, {} failed, {} refused busy",
+                stats.requests_total,
+                stats.requests_completed,
+                stats.requests_cancelled,
+                stats.requests_failed,
+                stats.requests_rejected_busy
+            );
+            println!(
+                "  tokens: {} prompt ({reuse:.1}% reused from cache), {} evaluated, {} generated",
+                stats.prompt_tokens_total, stats.evaluated_tokens_total, stats.generated_tokens_total
+            );
+            println!(
+                "  memory: {:.1} MiB resident; clients connected: {}",
+                stats.resident_memory_bytes as f64 / 1048576.0,
+                stats.clients_connected
+            );
+            if let Some(address) = &stats.openai_listen {
+                println!("  OpenAI-compatible API: http://{address}/v1");
+            }
+        }
+        None => println!("{sidecar_note}"),
     }
     Ok(ExitCode::SUCCESS)
 }

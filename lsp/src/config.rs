@@ -22,6 +22,7 @@ pub struct Config {
     pub completion: CompletionConfig,
     pub context: ContextConfig,
     pub review: ReviewConfig,
+    pub usage: UsageConfig,
     /// LSP language ids Hearth stays quiet in.
     pub disabled_languages: Vec<String>,
 }
@@ -41,6 +42,32 @@ pub struct BackendConfig {
     pub openai_url: String,
     pub openai_model: String,
     pub openai_api_key_env: String,
+    /// `auto` (read from the server's vocabulary), `none`, or a family name.
+    pub openai_fim: String,
+    pub openai_timeout_secs: u64,
+    pub openai_retries: u32,
+    /// PEM file with an extra root certificate (a server behind a private CA).
+    pub openai_ca_file: String,
+}
+
+/// The usage ledger (`hearth stats`) and the prices it compares against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
+pub struct UsageConfig {
+    /// Record per-day usage (counts and timings only, never code).
+    pub enabled: bool,
+    /// Cloud price per million uncached input tokens, in your currency.
+    pub cloud_input_per_mtok: f64,
+    /// Cloud price per million cached input tokens.
+    pub cloud_cached_input_per_mtok: f64,
+    /// Cloud price per million output tokens.
+    pub cloud_output_per_mtok: f64,
+    /// Extra power the machine draws while the local model works, in watts.
+    pub watts: f64,
+    /// Electricity price per kWh.
+    pub price_per_kwh: f64,
+    /// What the local hardware cost (0 = no break-even line).
+    pub hardware_cost: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,6 +105,7 @@ impl Default for Config {
             completion: CompletionConfig::default(),
             context: ContextConfig::default(),
             review: ReviewConfig::default(),
+            usage: UsageConfig::default(),
             disabled_languages: Vec::new(),
         }
     }
@@ -95,6 +123,24 @@ impl Default for BackendConfig {
             openai_url: String::new(),
             openai_model: String::new(),
             openai_api_key_env: "HEARTH_OPENAI_API_KEY".into(),
+            openai_fim: "auto".into(),
+            openai_timeout_secs: 120,
+            openai_retries: 2,
+            openai_ca_file: String::new(),
+        }
+    }
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        UsageConfig {
+            enabled: true,
+            cloud_input_per_mtok: 3.0,
+            cloud_cached_input_per_mtok: 0.3,
+            cloud_output_per_mtok: 15.0,
+            watts: 150.0,
+            price_per_kwh: 0.3,
+            hardware_cost: 0.0,
         }
     }
 }
@@ -140,6 +186,10 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "backend.openai-url", description: "Base URL of an OpenAI-compatible server (backend.kind = openai).", enum_values: &[] },
     Setting { key: "backend.openai-model", description: "Model name sent to the OpenAI-compatible server.", enum_values: &[] },
     Setting { key: "backend.openai-api-key-env", description: "Environment variable holding the API key for the OpenAI-compatible server.", enum_values: &[] },
+    Setting { key: "backend.openai-fim", description: "Fill-in-the-middle tokens of the remote model: read from its vocabulary (`auto`, needs a /tokenize endpoint), `none`, or a family.", enum_values: &["auto", "none", "qwen", "starcoder", "deepseek", "codellama", "codestral"] },
+    Setting { key: "backend.openai-timeout-secs", description: "Longest a request to the OpenAI-compatible server may take, answer included.", enum_values: &[] },
+    Setting { key: "backend.openai-retries", description: "Retries (with backoff) after a connection failure, 429 or 5xx from the OpenAI-compatible server.", enum_values: &[] },
+    Setting { key: "backend.openai-ca-file", description: "PEM file with an extra root certificate for an HTTPS server behind a private CA.", enum_values: &[] },
     Setting { key: "completion.enabled", description: "Offer inline completions (ghost text) and completion items.", enum_values: &[] },
     Setting { key: "completion.debounce-ms", description: "Wait this long after a keystroke before asking the model.", enum_values: &[] },
     Setting { key: "completion.max-tokens", description: "Most tokens generated per suggestion.", enum_values: &[] },
@@ -148,6 +198,13 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "review.enabled", description: "Review changed code on save and publish findings as diagnostics.", enum_values: &[] },
     Setting { key: "review.min-severity", description: "Lowest severity of review findings to publish.", enum_values: &["info", "warning", "error"] },
     Setting { key: "review.max-findings", description: "Most review findings published per file.", enum_values: &[] },
+    Setting { key: "usage.enabled", description: "Record per-day usage (requests, tokens, latency; never code) for `hearth stats`.", enum_values: &[] },
+    Setting { key: "usage.cloud-input-per-mtok", description: "Cloud price per million uncached input tokens, for the cost comparison in `hearth stats`.", enum_values: &[] },
+    Setting { key: "usage.cloud-cached-input-per-mtok", description: "Cloud price per million cached input tokens.", enum_values: &[] },
+    Setting { key: "usage.cloud-output-per-mtok", description: "Cloud price per million output tokens.", enum_values: &[] },
+    Setting { key: "usage.watts", description: "Extra power the machine draws while the local model works (watts), for the energy estimate.", enum_values: &[] },
+    Setting { key: "usage.price-per-kwh", description: "Electricity price per kWh.", enum_values: &[] },
+    Setting { key: "usage.hardware-cost", description: "What the local hardware cost; `hearth stats` then shows the break-even time (0 = off).", enum_values: &[] },
     Setting { key: "disabled-languages", description: "LSP language ids in which Hearth stays quiet.", enum_values: &[] },
 ];
 

@@ -11,6 +11,7 @@ mod review;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 mod server;
 mod transport;
+mod usage;
 
 use std::process::ExitCode;
 

@@ -62,6 +62,10 @@ pub enum Command {
         id: RequestId,
         texts: Vec<String>,
         count_only: bool,
+        /// Read special-token spellings as tokens (the OpenAI-compatible `/tokenize`, like
+        /// llama-server's); the socket protocol counts user text, so it never does.
+        parse_special: bool,
+        add_special: bool,
         sink: EventSink,
     },
     Cancel {
@@ -78,6 +82,7 @@ pub enum Command {
         clients_connected: u32,
         clients_total: u64,
         started: Instant,
+        openai_listen: Option<String>,
     },
     Shutdown,
 }
@@ -499,6 +504,8 @@ impl<'model> Engine<'model> {
                 id,
                 texts,
                 count_only,
+                parse_special,
+                add_special,
                 sink,
             } => {
                 let vocab = self.model.vocab();
@@ -506,7 +513,7 @@ impl<'model> Engine<'model> {
                     .iter()
                     .map(|text| {
                         vocab
-                            .tokenize(text.as_bytes(), false, false)
+                            .tokenize(text.as_bytes(), add_special, parse_special)
                             .into_iter()
                             .map(|t| t.0)
                             .collect()
@@ -524,8 +531,10 @@ impl<'model> Engine<'model> {
                 clients_connected,
                 clients_total,
                 started,
+                openai_listen,
             } => {
-                let stats = self.stats(clients_connected, clients_total, started);
+                let mut stats = self.stats(clients_connected, clients_total, started);
+                stats.openai_listen = openai_listen;
                 let _ = sink.send(SidecarMessage::Stats { id, stats });
             }
             Command::Shutdown => {}
@@ -1165,6 +1174,7 @@ impl<'model> Engine<'model> {
             model: self.info.clone(),
             engine: self.settings.clone(),
             recent: totals.recent.iter().cloned().collect(),
+            openai_listen: None,
         }
     }
 }

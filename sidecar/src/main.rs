@@ -2,6 +2,7 @@
 //! private local socket. See ARCHITECTURE.md ("sidecar") for the design.
 
 mod engine;
+mod openai;
 mod server;
 
 use std::path::PathBuf;
@@ -35,6 +36,15 @@ struct Args {
     /// TOML file with a `[sidecar]` section holding any of the engine options below.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Also serve an OpenAI-compatible HTTP API on this address (e.g. 127.0.0.1:8080; port 0
+    /// picks a free one, shown in the log and in stats). Off by default; the sidecar then stays
+    /// up until stopped instead of exiting when idle.
+    #[arg(long, value_name = "ADDR")]
+    openai_listen: Option<std::net::SocketAddr>,
+    /// Environment variable holding the bearer token the HTTP API requires (needed to listen
+    /// beyond loopback).
+    #[arg(long, value_name = "VAR")]
+    openai_api_key_env: Option<String>,
     #[command(flatten)]
     engine: EngineFlags,
 }
@@ -189,10 +199,30 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let openai_api_key = match &args.openai_api_key_env {
+        Some(var) => match std::env::var(var) {
+            Ok(key) if !key.is_empty() => Some(key),
+            _ => {
+                tracing::error!("--openai-api-key-env {var}: ${var} is not set");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    if let Some(address) = args.openai_listen {
+        if !address.ip().is_loopback() && openai_api_key.is_none() {
+            tracing::error!(
+                "--openai-listen {address} is reachable from other machines: give a key with --openai-api-key-env VAR, or listen on 127.0.0.1"
+            );
+            return ExitCode::from(2);
+        }
+    }
     let options = server::ServerOptions {
         socket: args.socket.clone(),
         lock_file: args.lock_file.clone(),
         idle_timeout_secs: args.idle_timeout,
+        openai_listen: args.openai_listen,
+        openai_api_key,
     };
     server::serve(config, options)
 }

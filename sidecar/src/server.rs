@@ -21,24 +21,43 @@ pub struct ServerOptions {
     pub socket: Option<PathBuf>,
     pub lock_file: Option<PathBuf>,
     pub idle_timeout_secs: u64,
+    /// Also serve the OpenAI-compatible HTTP API on this address (off unless asked).
+    pub openai_listen: Option<std::net::SocketAddr>,
+    /// Bearer token the HTTP API requires (from `--openai-api-key-env`).
+    pub openai_api_key: Option<String>,
 }
 
 #[derive(Debug, Clone)]
-enum LoadState {
+pub(crate) enum LoadState {
     Loading,
     Ready(Arc<SidecarMessage>),
     Failed(String),
 }
 
-struct Shared {
-    commands: crossbeam_channel::Sender<Command>,
-    state: watch::Receiver<LoadState>,
+pub(crate) struct Shared {
+    pub(crate) commands: crossbeam_channel::Sender<Command>,
+    pub(crate) state: watch::Receiver<LoadState>,
     clients_connected: AtomicU32,
     clients_total: AtomicU64,
-    next_connection: AtomicU64,
-    started: Instant,
+    pub(crate) next_connection: AtomicU64,
+    pub(crate) started: Instant,
     /// Milliseconds since `started` when the last client left (or the server started).
     idle_since_ms: AtomicU64,
+    /// The bound address of the OpenAI-compatible listener.
+    pub(crate) openai_listen: std::sync::OnceLock<String>,
+}
+
+impl Shared {
+    pub(crate) fn stats_command(&self, id: RequestId, sink: engine::EventSink) -> Command {
+        Command::Stats {
+            id,
+            sink,
+            clients_connected: self.clients_connected.load(Ordering::Acquire),
+            clients_total: self.clients_total.load(Ordering::Relaxed),
+            started: self.started,
+            openai_listen: self.openai_listen.get().cloned(),
+        }
+    }
 }
 
 pub fn serve(config: EngineConfig, options: ServerOptions) -> ExitCode {
@@ -151,7 +170,28 @@ async fn serve_async(config: EngineConfig, options: ServerOptions, endpoint: End
         next_connection: AtomicU64::new(1),
         started: Instant::now(),
         idle_since_ms: AtomicU64::new(0),
+        openai_listen: std::sync::OnceLock::new(),
     });
+
+    if let Some(address) = options.openai_listen {
+        let listener = match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!("cannot listen for HTTP on {address}: {error}");
+                return ExitCode::from(2);
+            }
+        };
+        let bound = listener
+            .local_addr()
+            .map_or(address.to_string(), |a| a.to_string());
+        tracing::info!("OpenAI-compatible API on http://{bound}/v1");
+        let _ = shared.openai_listen.set(bound);
+        tokio::spawn(crate::openai::serve(
+            listener,
+            shared.clone(),
+            options.openai_api_key.clone(),
+        ));
+    }
 
     let exit = {
         let shared = shared.clone();
@@ -174,7 +214,11 @@ async fn serve_async(config: EngineConfig, options: ServerOptions, endpoint: End
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     return ExitCode::from(2);
                 }
-                if options.idle_timeout_secs > 0 && shared.clients_connected.load(Ordering::Acquire) == 0 {
+                // An HTTP listener has no connections to count: it stays until stopped.
+                if options.idle_timeout_secs > 0
+                    && options.openai_listen.is_none()
+                    && shared.clients_connected.load(Ordering::Acquire) == 0
+                {
                     let idle_since = Duration::from_millis(shared.idle_since_ms.load(Ordering::Acquire));
                     if shared.started.elapsed().saturating_sub(idle_since) >= idle {
                         tracing::info!("no client for {idle:?}; exiting");
@@ -426,16 +470,12 @@ async fn serve_connection(stream: LocalStream, shared: Arc<Shared>) {
                 id,
                 texts,
                 count_only,
+                parse_special: false,
+                add_special: false,
                 sink: sink.clone(),
             },
             ClientMessage::Cancel { id } => Command::Cancel { connection, id },
-            ClientMessage::Stats { id } => Command::Stats {
-                id,
-                sink: sink.clone(),
-                clients_connected: shared.clients_connected.load(Ordering::Acquire),
-                clients_total: shared.clients_total.load(Ordering::Relaxed),
-                started: shared.started,
-            },
+            ClientMessage::Stats { id } => shared.stats_command(id, sink.clone()),
         };
         if shared.commands.send(command).is_err() {
             break;

@@ -164,4 +164,25 @@ pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
+/// Tiny llama models, one per FIM token family, written by `fixtures/models/make_tiny_models.py`
+/// into a private directory (kept alive by the returned guard).
+pub fn tiny_models() -> (tempfile::TempDir, PathBuf) {
+    let dir = private_dir();
+    let python = std::env::var("HEARTH_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = fixtures_dir().join("models").join("make_tiny_models.py");
+    let output = Command::new(&python)
+        .arg(&script)
+        .arg(dir.path())
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "make_tiny_models.py failed with {python} (it needs the `gguf` package: pip install -r \
+         tests/fixtures/models/requirements.txt, or set HEARTH_TEST_PYTHON): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let path = dir.path().to_path_buf();
+    (dir, path)
+}
+
 pub mod lsp_client;

@@ -33,6 +33,7 @@ impl LspClient {
             .arg("lsp")
             .env("HEARTH_RUNTIME_DIR", runtime_dir)
             .env("HEARTH_CONFIG", runtime_dir.join("no-user-config.toml"))
+            .env("HEARTH_DATA_DIR", runtime_dir.join("data"))
             .env("HEARTH_LOG", "info,hearth=debug")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

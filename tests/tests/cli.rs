@@ -15,6 +15,7 @@ fn hearth(runtime: &Path, args: &[&str]) -> Output {
         .args(args)
         .env("HEARTH_RUNTIME_DIR", runtime)
         .env("HEARTH_CONFIG", &config)
+        .env("HEARTH_DATA_DIR", runtime.join("data"))
         .env("HEARTH_MODEL_DIR", model.parent().unwrap())
         .output()
         .expect("run hearth")

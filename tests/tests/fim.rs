@@ -3,31 +3,9 @@
 //! the handshake reports each family's tokens, the prompt layout is chosen from those tokens, and
 //! the sidecar accepts and completes the prompt.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use hearth_completion::{build_fim_prompt, FimFamily, FimFormat, PromptInputs};
 use hearth_protocol::*;
 use hearth_tests::*;
-
-fn tiny_models() -> (tempfile::TempDir, PathBuf) {
-    let dir = private_dir();
-    let python = std::env::var("HEARTH_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = fixtures_dir().join("models").join("make_tiny_models.py");
-    let output = Command::new(&python)
-        .arg(&script)
-        .arg(dir.path())
-        .output()
-        .expect("run python");
-    assert!(
-        output.status.success(),
-        "make_tiny_models.py failed with {python} (it needs the `gguf` package: pip install -r \
-         tests/fixtures/models/requirements.txt, or set HEARTH_TEST_PYTHON): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let path = dir.path().to_path_buf();
-    (dir, path)
-}
 
 fn inputs() -> PromptInputs {
     PromptInputs {

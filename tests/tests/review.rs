@@ -24,7 +24,8 @@ fn review_command(root: &std::path::Path, runtime: &std::path::Path) -> Command 
         .arg("review")
         .current_dir(root)
         .env("HEARTH_RUNTIME_DIR", runtime)
-        .env("HEARTH_CONFIG", &config);
+        .env("HEARTH_CONFIG", &config)
+        .env("HEARTH_DATA_DIR", runtime.join("data"));
     command
 }
 

@@ -35,6 +35,9 @@ pub enum ClientError {
     Protocol(String),
     #[error("failed to start the sidecar: {0}")]
     Launch(String),
+    /// An OpenAI-compatible server refused or could not be reached.
+    #[error("{0}")]
+    Remote(String),
 }
 
 impl ClientError {
@@ -53,19 +56,48 @@ impl ClientError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SidecarHello {
     pub sidecar_version: String,
+    /// 0 for a remote server.
     pub pid: u32,
     pub model: ModelInfo,
     pub engine: EngineSettings,
+    /// Base URL when this handle talks to an OpenAI-compatible server instead of the sidecar.
+    pub remote_url: Option<String>,
 }
 
-type Pending = Arc<Mutex<HashMap<RequestId, mpsc::UnboundedSender<SidecarMessage>>>>;
+/// How one completion or chat request ended, reported to the usage observer (the ledger).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageEvent {
+    /// `completion` or `chat`.
+    pub kind: &'static str,
+    pub priority: Priority,
+    pub remote: bool,
+    pub model: String,
+    pub outcome: UsageOutcome,
+    /// The engine's numbers, when the request finished.
+    pub metrics: Option<RequestMetrics>,
+    /// From the request's start to its end, measured here.
+    pub elapsed_ms: f64,
+}
 
-struct Shared {
-    outgoing: mpsc::UnboundedSender<ClientMessage>,
-    pending: Pending,
-    next_id: AtomicU64,
-    closed: Arc<AtomicBool>,
-    reader: tokio::task::AbortHandle,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageOutcome {
+    Completed,
+    Cancelled,
+    Failed,
+}
+
+pub type UsageObserver = Arc<dyn Fn(UsageEvent) + Send + Sync>;
+
+pub(crate) type Pending = Arc<Mutex<HashMap<RequestId, mpsc::UnboundedSender<SidecarMessage>>>>;
+
+pub(crate) struct Shared {
+    pub(crate) outgoing: mpsc::UnboundedSender<ClientMessage>,
+    pub(crate) pending: Pending,
+    pub(crate) next_id: AtomicU64,
+    pub(crate) closed: Arc<AtomicBool>,
+    /// The task that answers requests (the socket reader, or the remote dispatcher).
+    pub(crate) reader: tokio::task::AbortHandle,
+    pub(crate) observer: Mutex<Option<UsageObserver>>,
 }
 
 impl Drop for Shared {
@@ -97,10 +129,38 @@ impl Shared {
     }
 }
 
+/// Hand `message` to the request waiting for it; the request is done after a final message.
+pub(crate) fn deliver(pending: &Pending, message: SidecarMessage) {
+    let id = match &message {
+        SidecarMessage::Token { id, .. }
+        | SidecarMessage::Done { id, .. }
+        | SidecarMessage::Tokenized { id, .. }
+        | SidecarMessage::Stats { id, .. } => Some(*id),
+        SidecarMessage::Error { id, .. } => *id,
+        SidecarMessage::Hello { .. } => None,
+    };
+    let is_final = !matches!(message, SidecarMessage::Token { .. });
+    let mut pending = pending.lock().unwrap_or_else(|p| p.into_inner());
+    match id {
+        Some(id) => {
+            if let Some(sender) = pending.get(&id) {
+                let _ = sender.send(message);
+            }
+            if is_final {
+                pending.remove(&id);
+            }
+        }
+        None => tracing::warn!("sidecar: {message:?}"),
+    }
+}
+
+/// A handle on an inference engine: the local sidecar over its socket, or an OpenAI-compatible
+/// server over HTTP ([`SidecarClient::connect_remote`]). Callers cannot tell them apart except
+/// through [`SidecarHello::remote_url`].
 #[derive(Clone)]
 pub struct SidecarClient {
-    shared: Arc<Shared>,
-    hello: Arc<SidecarHello>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) hello: Arc<SidecarHello>,
 }
 
 impl std::fmt::Debug for SidecarClient {
@@ -175,6 +235,7 @@ impl SidecarClient {
                 pid,
                 model,
                 engine,
+                remote_url: None,
             },
             Ok(SidecarMessage::Error { kind, message, .. }) => {
                 return Err(ClientError::Sidecar { kind, message })
@@ -212,27 +273,7 @@ impl SidecarClient {
                         continue;
                     }
                 };
-                let id = match &message {
-                    SidecarMessage::Token { id, .. }
-                    | SidecarMessage::Done { id, .. }
-                    | SidecarMessage::Tokenized { id, .. }
-                    | SidecarMessage::Stats { id, .. } => Some(*id),
-                    SidecarMessage::Error { id, .. } => *id,
-                    SidecarMessage::Hello { .. } => None,
-                };
-                let is_final = !matches!(message, SidecarMessage::Token { .. });
-                let mut pending = reader_pending.lock().unwrap_or_else(|p| p.into_inner());
-                match id {
-                    Some(id) => {
-                        if let Some(sender) = pending.get(&id) {
-                            let _ = sender.send(message);
-                        }
-                        if is_final {
-                            pending.remove(&id);
-                        }
-                    }
-                    None => tracing::warn!("sidecar: {message:?}"),
-                }
+                deliver(&reader_pending, message);
             }
             reader_closed.store(true, Ordering::Release);
             // Dropping the senders wakes every waiter with `Disconnected`.
@@ -246,6 +287,7 @@ impl SidecarClient {
                 next_id: AtomicU64::new(1),
                 closed,
                 reader: reader_task.abort_handle(),
+                observer: Mutex::new(None),
             }),
             hello: Arc::new(hello),
         })
@@ -263,28 +305,48 @@ impl SidecarClient {
         self.shared.closed.load(Ordering::Acquire)
     }
 
-    /// Start a completion. Events arrive on the returned stream; dropping it early cancels.
-    pub fn complete(&self, params: CompletionParams) -> Result<CompletionStream, ClientError> {
+    pub fn is_remote(&self) -> bool {
+        self.hello.remote_url.is_some()
+    }
+
+    /// Call `observer` once for every completion and chat request this handle (and its clones)
+    /// starts, when it finishes, fails or is cancelled. Replaces any previous observer.
+    pub fn set_usage_observer(&self, observer: UsageObserver) {
+        *self.shared.observer.lock().unwrap_or_else(|p| p.into_inner()) = Some(observer);
+    }
+
+    fn stream(
+        &self,
+        kind: &'static str,
+        priority: Priority,
+    ) -> Result<(RequestId, CompletionStream), ClientError> {
         let (id, receiver) = self.shared.register()?;
         let stream = CompletionStream {
             id,
             receiver,
             shared: self.shared.clone(),
             finished: false,
+            usage: Some(UsageStart {
+                kind,
+                priority,
+                remote: self.is_remote(),
+                model: self.hello.model.name.clone(),
+                started: std::time::Instant::now(),
+            }),
         };
+        Ok((id, stream))
+    }
+
+    /// Start a completion. Events arrive on the returned stream; dropping it early cancels.
+    pub fn complete(&self, params: CompletionParams) -> Result<CompletionStream, ClientError> {
+        let (id, stream) = self.stream("completion", params.priority)?;
         self.shared.send(ClientMessage::Complete { id, params })?;
         Ok(stream)
     }
 
     /// Start a chat request (messages rendered with the model's own template).
     pub fn chat(&self, params: ChatParams) -> Result<CompletionStream, ClientError> {
-        let (id, receiver) = self.shared.register()?;
-        let stream = CompletionStream {
-            id,
-            receiver,
-            shared: self.shared.clone(),
-            finished: false,
-        };
+        let (id, stream) = self.stream("chat", params.priority)?;
         self.shared.send(ClientMessage::Chat { id, params })?;
         Ok(stream)
     }
@@ -360,6 +422,16 @@ pub struct CompletionStream {
     receiver: mpsc::UnboundedReceiver<SidecarMessage>,
     shared: Arc<Shared>,
     finished: bool,
+    /// Taken when the outcome is reported to the usage observer.
+    usage: Option<UsageStart>,
+}
+
+struct UsageStart {
+    kind: &'static str,
+    priority: Priority,
+    remote: bool,
+    model: String,
+    started: std::time::Instant,
 }
 
 impl CompletionStream {
@@ -373,6 +445,17 @@ impl CompletionStream {
             return Err(ClientError::Protocol("stream already finished".into()));
         }
         let message = self.receiver.recv().await;
+        match &message {
+            Some(SidecarMessage::Token { .. }) => {}
+            Some(SidecarMessage::Done { outcome, .. }) => {
+                self.report(UsageOutcome::Completed, Some(outcome.metrics.clone()))
+            }
+            Some(SidecarMessage::Error {
+                kind: ErrorKind::Cancelled,
+                ..
+            }) => self.report(UsageOutcome::Cancelled, None),
+            _ => self.report(UsageOutcome::Failed, None),
+        }
         match message {
             Some(SidecarMessage::Token { text, .. }) => Ok(StreamEvent::Token(text)),
             Some(SidecarMessage::Done { outcome, .. }) => {
@@ -396,6 +479,27 @@ impl CompletionStream {
         }
     }
 
+    fn report(&mut self, outcome: UsageOutcome, metrics: Option<RequestMetrics>) {
+        let Some(start) = self.usage.take() else { return };
+        let observer = self
+            .shared
+            .observer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(observer) = observer {
+            observer(UsageEvent {
+                kind: start.kind,
+                priority: start.priority,
+                remote: start.remote,
+                model: start.model,
+                outcome,
+                metrics,
+                elapsed_ms: start.started.elapsed().as_secs_f64() * 1000.0,
+            });
+        }
+    }
+
     /// Wait for the final outcome, ignoring streamed tokens.
     pub async fn finish(mut self) -> Result<CompletionOutcome, ClientError> {
         loop {
@@ -416,6 +520,7 @@ impl Drop for CompletionStream {
     fn drop(&mut self) {
         if !self.finished {
             let _ = self.shared.send(ClientMessage::Cancel { id: self.id });
+            self.report(UsageOutcome::Cancelled, None);
         }
         self.shared.forget(self.id);
     }

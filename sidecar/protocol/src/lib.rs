@@ -9,8 +9,13 @@ pub mod endpoint;
 pub mod framing;
 pub mod launch;
 pub mod messages;
+pub mod remote;
 
-pub use client::{ClientError, CompletionStream, SidecarClient, SidecarHello, StreamEvent};
+pub use client::{
+    ClientError, CompletionStream, SidecarClient, SidecarHello, StreamEvent, UsageEvent, UsageObserver,
+    UsageOutcome,
+};
 pub use endpoint::Endpoint;
 pub use launch::{connect_or_spawn, LaunchOptions, Origin, EXIT_ALREADY_RUNNING};
 pub use messages::*;
+pub use remote::{FimSetting, RemoteOptions};

@@ -98,6 +98,8 @@ pub enum ErrorKind {
     Engine,
     /// The sidecar is shutting down.
     ShuttingDown,
+    /// A remote server did not answer in time.
+    Timeout,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
@@ -342,4 +344,7 @@ pub struct SidecarStats {
     pub engine: EngineSettings,
     /// Most recent requests, newest last (bounded).
     pub recent: Vec<RequestMetrics>,
+    /// Address of the OpenAI-compatible HTTP listener (`--openai-listen`), when one is open.
+    #[serde(default)]
+    pub openai_listen: Option<String>,
 }
