@@ -496,7 +496,14 @@ impl HearthServer {
                 },
                 None => json!({ "error": "not connected", "status": format!("{:?}", self.state.backend.status()) }),
             };
-            Ok(json!({ "server": server, "sidecar": sidecar }))
+            // Today's line of the usage ledger (every Hearth process of this user, not just us).
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let today = crate::usage::Ledger::open_default()
+                .and_then(|ledger| ledger.read_days(1, now).pop())
+                .map_or(Value::Null, |day| serde_json::to_value(day).unwrap_or(Value::Null));
+            Ok(json!({ "server": server, "sidecar": sidecar, "usageToday": today }))
         })
         .await
     }

@@ -134,6 +134,11 @@ fn typing_in_a_real_file_gets_a_suggestion_that_continues_it() {
         first["prompt_tokens"].as_u64().unwrap() > 200,
         "context + file: {first}"
     );
+    // The request is in this user's usage ledger (a private one per test).
+    let today = &stats["result"]["usageToday"];
+    assert_eq!(today["completed"], 1, "{stats}");
+    assert_eq!(today["prompt_tokens"], first["prompt_tokens"], "{stats}");
+    assert_eq!(today["generated_tokens"], first["generated_tokens"], "{stats}");
 
     // Type one more character that the suggestion does not start with: a new model request,
     // which reuses nearly all of the previous prompt.
