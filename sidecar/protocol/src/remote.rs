@@ -1038,62 +1038,141 @@ mod tests {
 
     /// A scripted HTTP/1.1 server (one answer per connection) for the retry and timeout logic.
     /// It is not an inference server: the end-to-end tests use the real sidecar's HTTP API.
-    async fn scripted_server(
-        completions: Vec<Option<(u16, &'static str, &'static str)>>,
+    type Answer = Option<(u16, &'static str, &'static str)>;
+    type Script = Arc<Mutex<std::vec::IntoIter<Answer>>>;
+
+    async fn scripted_server(completions: Vec<Answer>) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        scripted_server_with(None, completions).await
+    }
+
+    /// Answers each `POST /v1/completions` with the next scripted answer (`None`: never answer).
+    async fn scripted_server_with(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        completions: Vec<Answer>,
     ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let port = listener.local_addr().unwrap().port();
+        let url = match tls {
+            Some(_) => format!("https://localhost:{port}/v1"),
+            None => format!("http://127.0.0.1:{port}/v1"),
+        };
         let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = attempts.clone();
-        let completions = Arc::new(Mutex::new(completions.into_iter()));
+        let script: Script = Arc::new(Mutex::new(completions.into_iter()));
         tokio::spawn(async move {
             loop {
-                let Ok((mut socket, _)) = listener.accept().await else {
+                let Ok((socket, _)) = listener.accept().await else {
                     return;
                 };
-                let counter = counter.clone();
-                let completions = completions.clone();
+                let (counter, script, tls) = (counter.clone(), script.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let mut request = Vec::new();
-                    let mut buffer = [0u8; 4096];
-                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match socket.read(&mut buffer).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    match tls {
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(socket).await {
+                                answer_one(stream, &counter, &script).await;
+                            }
                         }
+                        None => answer_one(socket, &counter, &script).await,
                     }
-                    let head = String::from_utf8_lossy(&request).to_string();
-                    let answer = if head.starts_with("GET /v1/models") {
-                        Some((
-                            200,
-                            "application/json",
-                            r#"{"data":[{"id":"scripted","max_model_len":512}]}"#,
-                        ))
-                    } else if head.starts_with("POST /v1/completions") {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        completions.lock().unwrap().next().flatten()
-                    } else {
-                        Some((
-                            404,
-                            "application/json",
-                            r#"{"error":{"message":"no such route"}}"#,
-                        ))
-                    };
-                    let Some((status, content_type, body)) = answer else {
-                        // Never answer.
-                        tokio::time::sleep(Duration::from_secs(60)).await;
-                        return;
-                    };
-                    let response = format!(
-                        "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nretry-after: 0\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = socket.write_all(response.as_bytes()).await;
                 });
             }
         });
         (url, attempts)
+    }
+
+    async fn answer_one(
+        mut socket: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+        counter: &std::sync::atomic::AtomicUsize,
+        script: &Script,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match socket.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => request.extend_from_slice(&buffer[..n]),
+            }
+        }
+        let head = String::from_utf8_lossy(&request).to_string();
+        let answer = if head.starts_with("GET /v1/models") {
+            Some((
+                200,
+                "application/json",
+                r#"{"data":[{"id":"scripted","max_model_len":512}]}"#,
+            ))
+        } else if head.starts_with("POST /v1/completions") {
+            counter.fetch_add(1, Ordering::SeqCst);
+            script.lock().unwrap().next().flatten()
+        } else {
+            Some((
+                404,
+                "application/json",
+                r#"{"error":{"message":"no such route"}}"#,
+            ))
+        };
+        let Some((status, content_type, body)) = answer else {
+            // Never answer.
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            return;
+        };
+        let response = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nretry-after: 0\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = socket.write_all(response.as_bytes()).await;
+        let _ = socket.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn https_with_a_private_ca_is_trusted_only_when_configured() {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                tokio_rustls::rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let sse = Some((200, "text/event-stream", SSE));
+        let (url, attempts) = scripted_server_with(Some(acceptor), vec![sse]).await;
+
+        // The CA is not a public one: refused without the CA file.
+        let untrusted = RemoteOptions {
+            base_url: url.clone(),
+            ..RemoteOptions::default()
+        };
+        let error = SidecarClient::connect_remote(untrusted, "test")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.to_lowercase().contains("certificate"), "{error}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        let trusted = RemoteOptions {
+            base_url: url,
+            ca_file: Some(ca_file),
+            ..RemoteOptions::default()
+        };
+        let client = SidecarClient::connect_remote(trusted, "test").await.unwrap();
+        let outcome = client.complete(request()).unwrap().finish().await.unwrap();
+        assert_eq!(outcome.text, "ok");
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
     }
 
     const SSE: &str = "data: {\"choices\":[{\"text\":\"ok\"}]}\n\ndata: {\"choices\":[{\"text\":\"\",\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
