@@ -15,6 +15,8 @@ use std::ops::Range;
 
 /// Bodies with fewer interior bytes than this are parsed: skipping them saves nothing.
 const MIN_SKIPPED_BODY_BYTES: usize = 24;
+/// The same for the value of a constant (`= 0x8008_0206_u32 as _`).
+const MIN_SKIPPED_VALUE_BYTES: usize = 6;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Token {
@@ -297,6 +299,21 @@ enum Pending {
     Type,
 }
 
+/// Where a `const` / `static` item directly in a group is: `const NAME: Type = value;`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Constant {
+    None,
+    Name,
+    Colon,
+    /// In the type, inside this many `<`.
+    Type(u32),
+    /// After the `=` at this offset; `outer_item` is the group's `contains_item` before it.
+    Value {
+        equals: usize,
+        outer_item: bool,
+    },
+}
+
 struct Frame {
     /// Offset of the opening delimiter.
     open: usize,
@@ -307,6 +324,7 @@ struct Frame {
     contains_block_item: bool,
     /// A keyword directly in this group waits for its body.
     pending: Pending,
+    constant: Constant,
 }
 
 impl Frame {
@@ -317,6 +335,7 @@ impl Frame {
             contains_item: false,
             contains_block_item: false,
             pending: Pending::None,
+            constant: Constant::None,
         }
     }
 }
@@ -341,6 +360,7 @@ pub(crate) fn rust_skippable_bodies(text: &str) -> Vec<Range<usize>> {
         let Some(frame) = frames.last_mut() else {
             return Vec::new();
         };
+        frame.constant = next_constant_state(frame, token, previous[1], bytes, &mut skippable);
         match token {
             Token::Word(start, end) => {
                 let word = &bytes[start..end];
@@ -385,9 +405,12 @@ pub(crate) fn rust_skippable_bodies(text: &str) -> Vec<Range<usize>> {
                 if frames.len() < 2 {
                     return Vec::new();
                 }
-                let Some(closed) = frames.pop() else {
+                let Some(mut closed) = frames.pop() else {
                     return Vec::new();
                 };
+                if let Constant::Value { outer_item, .. } = closed.constant {
+                    closed.contains_item |= outer_item;
+                }
                 let matching = matches!(
                     (bytes[closed.open], close_delimiter),
                     (b'{', b'}') | (b'(', b')') | (b'[', b']')
@@ -433,6 +456,65 @@ pub(crate) fn rust_skippable_bodies(text: &str) -> Vec<Range<usize>> {
         }
     }
     disjoint
+}
+
+/// The value of a `const` or `static` item holds no outline entry unless it declares an
+/// item (`= { fn helper() {} ... }`); tree-sitter's grammar makes the value optional, so
+/// `= value` can be left out of the parse. Only items that start as items do
+/// (`pub(crate) const`, not `<const N: usize = 3>`) are considered.
+fn next_constant_state(
+    frame: &mut Frame,
+    token: Token,
+    previous: Token,
+    bytes: &[u8],
+    skippable: &mut Vec<Range<usize>>,
+) -> Constant {
+    let word = match token {
+        Token::Word(start, end) => Some(&bytes[start..end]),
+        _ => None,
+    };
+    match (frame.constant, token) {
+        (Constant::None, _) if matches!(word, Some(b"const" | b"static")) => {
+            let item_start = match previous {
+                Token::Punct(byte, _) => matches!(byte, b';' | b'}' | b'{' | b']' | b')'),
+                Token::Word(start, end) => &bytes[start..end] == b"pub",
+                Token::Other => false,
+            };
+            if item_start || frame.open == 0 && previous == Token::Other {
+                Constant::Name
+            } else {
+                Constant::None
+            }
+        }
+        (Constant::Name, _) if matches!(word, Some(b"mut" | b"ref")) => Constant::Name,
+        (Constant::Name, Token::Word(..)) if !word.is_some_and(is_keyword) => Constant::Colon,
+        (Constant::Colon, Token::Punct(b':', _)) => Constant::Type(0),
+        (Constant::Type(depth), Token::Punct(b'<', _)) => Constant::Type(depth + 1),
+        // `->` of a function pointer type is no closing angle.
+        (Constant::Type(depth), Token::Punct(b'>', _)) if !matches!(previous, Token::Punct(b'-', _)) => {
+            if depth == 0 {
+                Constant::None
+            } else {
+                Constant::Type(depth - 1)
+            }
+        }
+        (Constant::Type(0), Token::Punct(b'=', equals)) => {
+            let outer_item = frame.contains_item;
+            frame.contains_item = false;
+            Constant::Value { equals, outer_item }
+        }
+        (Constant::Type(_), Token::Punct(b'{' | b'}' | b';', _)) => Constant::None,
+        (Constant::Type(_), _) => frame.constant,
+        (Constant::Value { equals, outer_item }, Token::Punct(b';', semicolon)) => {
+            if !frame.contains_item && semicolon - equals >= MIN_SKIPPED_VALUE_BYTES {
+                skippable.push(equals..semicolon);
+            }
+            frame.contains_item |= outer_item;
+            Constant::None
+        }
+        (Constant::Value { .. }, _) => frame.constant,
+        _ => Constant::None,
+    }
 }
 
 /// The parts of `text` outside `skipped` (sorted, disjoint), as tree-sitter ranges.
@@ -549,6 +631,28 @@ mod tests {
         assert_eq!(
             skipped_texts("fn f() { thread_local! { static CACHE: u32 = 0; } let value = 1; }").len(),
             1
+        );
+    }
+
+    #[test]
+    fn constant_values_are_skipped_unless_they_declare_items() {
+        let text = "pub const ERROR_CODE: WIN32_ERROR = 0x8008_0206_u32 as _;\n\
+                    pub(crate) static mut COUNTER: Option<Box<dyn Iterator<Item = u8>>> = None;\n\
+                    const WITH_ITEM: u32 = { const INNER: u32 = 1; INNER + 100000 };\n\
+                    struct Generic<const N: usize = 3> { pub field_with_a_long_name: [u8; N] }\n\
+                    trait Required { const LIMIT: u32; }\n";
+        assert_eq!(
+            skipped_texts(text),
+            vec![
+                "= 0x8008_0206_u32 as _",
+                "= None",
+                "pub field_with_a_long_name: [u8; N]"
+            ]
+        );
+        // A function whose body declares a constant keeps its body; the value goes.
+        assert_eq!(
+            skipped_texts("fn f() { const LIMIT: usize = 10_000_000; let v = LIMIT * 2; }"),
+            vec!["= 10_000_000"]
         );
     }
 

@@ -58,17 +58,46 @@ pub fn parse_outline(language: LanguageId, text: &str) -> Option<tree_sitter::Tr
     if skipped.is_empty() {
         return parse(language, text);
     }
-    let ranges = elide::included_ranges(text, &skipped);
+    // Long skipped parts are left out of the parser's included ranges; short ones are
+    // blanked (spaces, newlines kept) instead: tree-sitter looks up the included range of a
+    // position linearly, so thousands of ranges (one per constant) would cost more than
+    // they save. Offsets and rows stay those of `text` either way.
+    let (long, short): (Vec<_>, Vec<_>) = skipped
+        .into_iter()
+        .partition(|range| range.len() >= MIN_EXCLUDED_RANGE_BYTES);
+    let blanked;
+    let parsed_text = if short.is_empty() {
+        text
+    } else {
+        let mut bytes = text.as_bytes().to_vec();
+        for range in short {
+            for byte in &mut bytes[range] {
+                if *byte != b'\n' {
+                    *byte = b' ';
+                }
+            }
+        }
+        // Ranges start and end at ASCII delimiters, so whole characters were replaced.
+        blanked = String::from_utf8(bytes).ok()?;
+        &blanked
+    };
+    if long.is_empty() {
+        return parse(language, parsed_text);
+    }
+    let ranges = elide::included_ranges(text, &long);
     THREAD_PARSER.with(|cell| {
         let mut parser = cell.try_borrow_mut().ok()?;
         parser.set_language(&language.tree_sitter_language()).ok()?;
         parser.set_included_ranges(&ranges).ok()?;
-        let tree = parser.parse(text, None);
+        let tree = parser.parse(parsed_text, None);
         // The parser is shared by `parse`, which wants the whole text.
         parser.set_included_ranges(&[]).ok()?;
         tree
     })
 }
+
+/// Skipped parts shorter than this are blanked rather than excluded (see [`parse_outline`]).
+const MIN_EXCLUDED_RANGE_BYTES: usize = 200;
 
 /// Number of ERROR and MISSING nodes in the syntax tree of `text`.
 ///
