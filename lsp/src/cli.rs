@@ -306,44 +306,65 @@ async fn complete(
     let engine = Arc::new(ContextEngine::new(root));
     build_index(&engine).await;
     let pipeline = Pipeline::new(engine);
-    let suggestion = pipeline.complete(&client, &config, &input).await?;
+    let answer = pipeline.complete(&client, &config, &input).await?;
+    let backend_name = match &client.hello().remote_url {
+        Some(url) => format!("remote server {url}"),
+        None => format!("sidecar pid {}", client.hello().pid),
+    };
     if json {
+        let (suggestion, declined) = match &answer {
+            Ok(suggestion) => (Some(suggestion), None),
+            Err(declined) => (None, Some(declined)),
+        };
         let value = serde_json::json!({
             "file": input.path,
-            "text": suggestion.as_ref().map(|s| s.text.clone()),
+            "text": suggestion.map(|s| s.text.clone()),
             "suggestion": suggestion,
+            "declined": declined,
             "model": client.model().name,
             "sidecar_pid": client.hello().pid,
             "remote_url": client.hello().remote_url,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
-    } else {
-        match &suggestion {
-            Some(suggestion) => println!("{}", suggestion.text),
-            None => eprintln!("hearth: the model had no suggestion here"),
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (metrics, manifest, format) = match &answer {
+        Ok(suggestion) => {
+            println!("{}", suggestion.text);
+            (
+                &suggestion.metrics,
+                &suggestion.context,
+                &suggestion.prompt_format,
+            )
         }
-        if let (true, Some(suggestion)) = (explain, &suggestion) {
+        Err(declined) => {
+            eprintln!("hearth: no suggestion here: {}", declined.reason);
+            if let (true, Some(raw)) = (explain, &declined.raw_answer) {
+                eprintln!("hearth: the model's answer was {raw:?}");
+            }
+            (&declined.metrics, &declined.context, &declined.prompt_format)
+        }
+    };
+    if explain {
+        println!(
+            "\n--- model: {} ({}) on the {backend_name}, prompt format: {format}",
+            client.model().name,
+            client.model().architecture,
+        );
+        if let Some(metrics) = metrics {
             println!(
-                "\n--- model: {} ({}), prompt format: {}",
-                client.model().name,
-                client.model().architecture,
-                suggestion.prompt_format
+                "--- prompt {} tokens ({} reused from the engine's cache, {} evaluated), {} generated, first token {:.0} ms, total {:.0} ms",
+                metrics.prompt_tokens,
+                metrics.reused_tokens,
+                metrics.evaluated_tokens,
+                metrics.generated_tokens,
+                metrics.time_to_first_token_ms,
+                metrics.total_ms
             );
-            if let Some(metrics) = &suggestion.metrics {
-                println!(
-                    "--- prompt {} tokens ({} reused from the sidecar's cache, {} evaluated), {} generated, first token {:.0} ms, total {:.0} ms",
-                    metrics.prompt_tokens,
-                    metrics.reused_tokens,
-                    metrics.evaluated_tokens,
-                    metrics.generated_tokens,
-                    metrics.time_to_first_token_ms,
-                    metrics.total_ms
-                );
-            }
-            if let Some(manifest) = &suggestion.context {
-                print!("--- ");
-                print_manifest(manifest);
-            }
+        }
+        if let Some(manifest) = manifest {
+            print!("--- ");
+            print_manifest(manifest);
         }
     }
     Ok(ExitCode::SUCCESS)

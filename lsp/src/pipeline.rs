@@ -46,6 +46,29 @@ pub struct Suggestion {
     pub elapsed_ms: f64,
 }
 
+/// Why there is no suggestion (shown by `hearth complete`, logged by the server).
+#[derive(Debug, Clone, Serialize)]
+pub struct Declined {
+    pub reason: String,
+    /// What the model said, when it was asked.
+    pub raw_answer: Option<String>,
+    pub metrics: Option<RequestMetrics>,
+    pub context: Option<Manifest>,
+    pub prompt_format: String,
+}
+
+impl Declined {
+    fn before_model(reason: &str) -> Declined {
+        Declined {
+            reason: reason.to_string(),
+            raw_answer: None,
+            metrics: None,
+            context: None,
+            prompt_format: "none".into(),
+        }
+    }
+}
+
 /// Cheap per-document memory of the last suggestion, so typing along it costs nothing, plus an
 /// LRU of recent answers so retyping or undo is instant.
 pub struct SuggestionCache {
@@ -146,20 +169,23 @@ impl Pipeline {
         })
     }
 
-    /// One completion through the model. Dropping the future cancels the sidecar request.
+    /// One completion through the model, or why there is none. Dropping the future cancels the
+    /// sidecar request.
     pub async fn complete(
         &self,
         client: &SidecarClient,
         config: &Config,
         input: &CompletionInput,
-    ) -> Result<Option<Suggestion>, hearth_protocol::ClientError> {
+    ) -> Result<Result<Suggestion, Declined>, hearth_protocol::ClientError> {
         let started = Instant::now();
         let (before, after) = split_at_cursor(&input.text, input.cursor_byte);
         let language_id = language_id_for(input);
         let syntax = LexicalSyntax::for_language(&language_id);
         let lines = CursorLines::new(before, after, 20);
         if !input.explicit && cursor_in_string_or_comment(lines.prefix_line, &syntax) {
-            return Ok(None);
+            return Ok(Err(Declined::before_model(
+                "the cursor is in a string or comment (only an explicit request completes there)",
+            )));
         }
         let mode_config = ModeConfig {
             setting: match config.completion.multiline.as_str() {
@@ -171,7 +197,9 @@ impl Pipeline {
         };
         let Some(mode) = completion_mode(lines.prefix_line, lines.suffix_line, &syntax, &mode_config) else {
             // Mid-word: nothing sensible to insert.
-            return Ok(None);
+            return Ok(Err(Declined::before_model(
+                "the cursor is in the middle of a word: nothing sensible to insert",
+            )));
         };
         let model = client.model();
         let budget = context_budget(config, client);
@@ -255,11 +283,24 @@ impl Pipeline {
         tracing::debug!(raw = ?outcome.text, stop = ?outcome.stop_reason, generated = outcome.metrics.generated_tokens, "model answer");
         let raw = strip_indentation(&outcome.text, trailing_indent);
         let Some(text) = postprocess(&raw, &context) else {
-            return Ok(None);
+            let reason = if outcome.text.trim().is_empty() {
+                format!("the model answered nothing (stop: {:?})", outcome.stop_reason)
+            } else {
+                "post-processing dropped the model's answer (nothing left after trimming, it repeats \
+                 the text after the cursor, or it breaks the syntax)"
+                    .to_string()
+            };
+            return Ok(Err(Declined {
+                reason,
+                raw_answer: Some(outcome.text),
+                metrics: Some(outcome.metrics),
+                context: Some(manifest),
+                prompt_format: format_name,
+            }));
         };
         let text = match_line_endings(&text, &input.text);
         self.cache.remember(&input.key, before, after, &text);
-        Ok(Some(Suggestion {
+        Ok(Ok(Suggestion {
             multiline: text.contains('\n'),
             text,
             source: "model",

@@ -381,7 +381,7 @@ impl HearthServer {
             }
         };
         match outcome {
-            Ok(Some(suggestion)) => {
+            Ok(Ok(suggestion)) => {
                 {
                     let mut metrics = self.state.metrics.lock().unwrap_or_else(|p| p.into_inner());
                     metrics.completions_answered += 1;
@@ -391,7 +391,8 @@ impl HearthServer {
                 self.send_status().await;
                 Ok(Some((suggestion, position)))
             }
-            Ok(None) => {
+            Ok(Err(declined)) => {
+                tracing::debug!(reason = %declined.reason, raw = ?declined.raw_answer, "no suggestion");
                 self.state
                     .metrics
                     .lock()

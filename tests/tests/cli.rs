@@ -68,6 +68,23 @@ fn a_second_complete_reuses_the_running_sidecar_and_its_cached_prompt() {
         "{snippets:?}"
     );
     assert!(!second.to_string().contains(".env"));
+
+    // No suggestion in the middle of a word, and the CLI says why instead of printing nothing.
+    let mid_word = format!("{}:3:3", file.display());
+    let output = hearth(runtime.path(), &["complete", &mid_word, "--root", &root]);
+    assert!(output.status.success());
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("middle of a word"), "{stderr}");
+    let declined = json(&hearth(
+        runtime.path(),
+        &["complete", &mid_word, "--root", &root, "--json"],
+    ));
+    assert!(declined["text"].is_null());
+    assert!(declined["declined"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("middle of a word"));
 }
 
 #[test]
