@@ -66,6 +66,35 @@ struct ModelTokenCounter<'a> {
     client: &'a SidecarClient,
     runtime: tokio::runtime::Handle,
     cache: &'a Mutex<HashMap<u64, usize>>,
+    /// Set when a text had to be estimated (the engine could not tokenize it).
+    estimated: std::sync::atomic::AtomicBool,
+}
+
+/// Whether asking the engine to count tokens is cheap enough for every keystroke: the local
+/// sidecar, or a server on this machine. A server across the network costs a round trip per new
+/// snippet, so its prompts are budgeted with the estimate instead.
+fn tokenizer_is_near(client: &SidecarClient) -> bool {
+    client.hello().remote_url.as_deref().is_none_or(url_is_loopback)
+}
+
+fn url_is_loopback(url: &str) -> bool {
+    let authority = url
+        .split("://")
+        .nth(1)
+        .unwrap_or("")
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(':') && port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    host == "localhost"
+        || host == "[::1]"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn text_hash(text: &str) -> u64 {
@@ -85,8 +114,11 @@ impl TokenCounter for ModelTokenCounter<'_> {
             .block_on(self.client.tokenize(vec![text.to_string()], true));
         let count = match counted {
             Ok((counts, _)) => counts.first().copied().unwrap_or(0) as usize,
-            // The model went away mid-selection: fall back to the estimate for this text.
-            Err(_) => return EstimateTokenCounter.count(text),
+            // The model went away mid-selection (or a server cannot tokenize): estimate this text.
+            Err(_) => {
+                self.estimated.store(true, std::sync::atomic::Ordering::Relaxed);
+                return EstimateTokenCounter.count(text);
+            }
         };
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= TOKEN_CACHE_ENTRIES {
@@ -219,15 +251,18 @@ impl ContextEngine {
             );
             request.recent_regions = &recent;
             let (selection, counted_with) = match &client {
-                Some(client) => {
+                Some(client) if tokenizer_is_near(client) => {
                     let counter = ModelTokenCounter {
                         client,
                         runtime,
                         cache: &engine.token_cache,
+                        estimated: false.into(),
                     };
-                    (hearth_context::select(&index, &request, &counter), "model")
+                    let selection = hearth_context::select(&index, &request, &counter);
+                    let estimated = counter.estimated.load(std::sync::atomic::Ordering::Relaxed);
+                    (selection, if estimated { "estimate" } else { "model" })
                 }
-                None => (
+                _ => (
                     hearth_context::select(&index, &request, &EstimateTokenCounter),
                     "estimate",
                 ),
@@ -244,5 +279,30 @@ impl ContextEngine {
             }
         });
         task.await.unwrap_or_else(|_| Manifest::empty(budget))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_is_loopback;
+
+    #[test]
+    fn loopback_urls_are_recognised() {
+        for url in [
+            "http://127.0.0.1:8080/v1",
+            "http://localhost/v1",
+            "https://[::1]:9/v1",
+            "http://127.1.2.3/v1",
+        ] {
+            assert!(url_is_loopback(url), "{url}");
+        }
+        for url in [
+            "http://gpu-box:8000/v1",
+            "https://api.example.com/v1",
+            "http://10.0.0.2/v1",
+            "http://127.example.com/v1",
+        ] {
+            assert!(!url_is_loopback(url), "{url}");
+        }
     }
 }
