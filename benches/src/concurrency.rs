@@ -61,6 +61,21 @@ pub struct ConcurrencyResult {
     pub loaded_ratio: f64,
     pub background_requests_finished: u64,
     pub background_tokens_generated: u64,
+    /// The same load as a plain llama-cpp-2 loop decoding the sequences together (no sidecar,
+    /// no IPC, no scheduling): what batching itself gives on this machine.
+    pub plain_levels: Vec<PlainLevel>,
+    pub plain_scaling_ratio: f64,
+    /// Sidecar scaling / plain-loop scaling (1.0 = the sidecar gets all batching can give).
+    pub scaling_vs_plain: f64,
+    pub plain_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PlainLevel {
+    pub sequences: usize,
+    pub generated_tokens: u64,
+    pub wall_ms: f64,
+    pub throughput_tokens_per_second: f64,
 }
 
 /// Distinct prompts (different places of the corpus: no shared prefix beyond BOS).
@@ -194,6 +209,39 @@ pub async fn run(
             one_client.throughput_tokens_per_second,
         );
         result.scaling_clients = most.clients;
+    }
+
+    // The physical limit of batching here: the same kind of load in a plain llama-cpp-2 loop with
+    // the sidecar's settings, each level's sequences prefilled and decoded together.
+    match crate::inproc::InProcess::start(std::path::Path::new(&hello.model.path), &hello.engine).await {
+        Ok(plain) => {
+            for &sequences in &config.client_counts {
+                let mut level = PlainLevel {
+                    sequences,
+                    ..PlainLevel::default()
+                };
+                for _ in 0..config.requests_per_client {
+                    let prompts: Vec<String> = (0..sequences).map(|_| take()).collect();
+                    let run = plain.run_batched(prompts, config.generate_tokens).await?;
+                    level.generated_tokens += run.generated_tokens as u64;
+                    level.wall_ms += run.wall_ms;
+                }
+                level.throughput_tokens_per_second =
+                    ratio(level.generated_tokens as f64, level.wall_ms / 1000.0);
+                result.plain_levels.push(level);
+            }
+            if let (Some(one), Some(most)) = (
+                result.plain_levels.iter().find(|l| l.sequences == 1),
+                result.plain_levels.iter().max_by_key(|l| l.sequences),
+            ) {
+                result.plain_scaling_ratio = ratio(
+                    most.throughput_tokens_per_second,
+                    one.throughput_tokens_per_second,
+                );
+                result.scaling_vs_plain = ratio(result.scaling_ratio, result.plain_scaling_ratio);
+            }
+        }
+        Err(error) => result.plain_error = Some(format!("{error:#}")),
     }
 
     // Interactive latency with and without background jobs, alternating rounds.

@@ -71,15 +71,36 @@ struct Job {
     reply: oneshot::Sender<anyhow::Result<RunResult>>,
 }
 
+/// Several sequences decoded together, the way llama.cpp's `batched-bench` does: every prompt
+/// prefilled (in chunks), then one token per sequence per decode step, `max_tokens` steps.
+struct BatchedJob {
+    prompts: Vec<String>,
+    max_tokens: usize,
+    reply: oneshot::Sender<anyhow::Result<BatchedResult>>,
+}
+
+enum Work {
+    Run(Job),
+    Batched(BatchedJob),
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BatchedResult {
+    pub sequences: usize,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub wall_ms: f64,
+}
+
 pub struct InProcess {
-    jobs: Option<mpsc::Sender<Job>>,
+    jobs: Option<mpsc::Sender<Work>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl InProcess {
     /// Load the model and make a context matching `settings` on a worker thread.
     pub async fn start(model_path: &Path, settings: &EngineSettings) -> anyhow::Result<InProcess> {
-        let (jobs, receiver) = mpsc::channel::<Job>();
+        let (jobs, receiver) = mpsc::channel::<Work>();
         let (ready_tx, ready_rx) = oneshot::channel::<anyhow::Result<()>>();
         let model_path: PathBuf = model_path.to_path_buf();
         let settings = settings.clone();
@@ -100,12 +121,31 @@ impl InProcess {
         self.jobs
             .as_ref()
             .context("worker stopped")?
-            .send(Job {
+            .send(Work::Run(Job {
                 text: text.to_string(),
                 add_bos,
                 max_tokens,
                 reply,
-            })
+            }))
+            .map_err(|_| anyhow!("the in-process worker stopped"))?;
+        answer.await.context("the in-process worker died")?
+    }
+
+    /// Decode `prompts` together (one sequence each; at most the context's `n_parallel`).
+    pub async fn run_batched(
+        &self,
+        prompts: Vec<String>,
+        max_tokens: usize,
+    ) -> anyhow::Result<BatchedResult> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .as_ref()
+            .context("worker stopped")?
+            .send(Work::Batched(BatchedJob {
+                prompts,
+                max_tokens,
+                reply,
+            }))
             .map_err(|_| anyhow!("the in-process worker stopped"))?;
         answer.await.context("the in-process worker died")?
     }
@@ -132,7 +172,7 @@ fn kv_type(name: &str) -> KvCacheType {
 fn worker(
     model_path: PathBuf,
     settings: EngineSettings,
-    jobs: mpsc::Receiver<Job>,
+    jobs: mpsc::Receiver<Work>,
     ready: oneshot::Sender<anyhow::Result<()>>,
 ) {
     let setup = (|| -> anyhow::Result<(&'static LlamaBackend, LlamaModel)> {
@@ -178,7 +218,15 @@ fn worker(
     let _ = ready.send(Ok(()));
     let n_batch = context.n_batch().min(context.n_ubatch()).max(1) as usize;
     let mut batch = LlamaBatch::new(n_batch, 1);
-    while let Ok(job) = jobs.recv() {
+    while let Ok(work) = jobs.recv() {
+        let job = match work {
+            Work::Run(job) => job,
+            Work::Batched(job) => {
+                let result = batched(&model, &mut context, &mut batch, &job.prompts, job.max_tokens);
+                let _ = job.reply.send(result);
+                continue;
+            }
+        };
         let result = (|| -> anyhow::Result<RunResult> {
             let vocab = model.vocab();
             let mut tokens = Vec::new();
@@ -246,4 +294,84 @@ fn worker(
         })();
         let _ = job.reply.send(result);
     }
+}
+
+fn batched(
+    model: &LlamaModel,
+    context: &mut llama_cpp_2::context::LlamaContext,
+    batch: &mut LlamaBatch,
+    prompts: &[String],
+    max_tokens: usize,
+) -> anyhow::Result<BatchedResult> {
+    let vocab = model.vocab();
+    let sequences: Vec<Vec<llama_cpp_2::token::LlamaToken>> = prompts
+        .iter()
+        .map(|text| {
+            let mut tokens = Vec::new();
+            if vocab.should_add_bos() && vocab.bos().0 >= 0 {
+                tokens.push(vocab.bos());
+            }
+            tokens.extend(vocab.tokenize(text.as_bytes(), false, false));
+            tokens
+        })
+        .collect();
+    anyhow::ensure!(!sequences.is_empty(), "no prompts");
+    anyhow::ensure!(sequences.iter().all(|t| !t.is_empty()), "an empty prompt");
+    context.clear_kv_cache();
+    let capacity = batch_capacity(context);
+    anyhow::ensure!(sequences.len() <= capacity, "more sequences than a batch holds");
+    let started = Instant::now();
+    // Prefill every prompt but its last token, packed into batches of at most `capacity`.
+    let body: Vec<(i32, i32, llama_cpp_2::token::LlamaToken)> = sequences
+        .iter()
+        .enumerate()
+        .flat_map(|(seq, tokens)| {
+            let body = &tokens[..tokens.len().saturating_sub(1)];
+            body.iter()
+                .enumerate()
+                .map(move |(position, token)| (seq as i32, position as i32, *token))
+        })
+        .collect();
+    for chunk in body.chunks(capacity) {
+        batch.clear();
+        for (seq, position, token) in chunk {
+            batch.add(*token, *position, &[*seq], false)?;
+        }
+        context.decode(batch)?;
+    }
+    // Every sequence's last prompt token in one batch: the logits of all of them.
+    batch.clear();
+    for (seq, tokens) in sequences.iter().enumerate() {
+        let last = tokens.len() - 1;
+        batch.add(tokens[last], last as i32, &[seq as i32], true)?;
+    }
+    context.decode(batch)?;
+    let mut sampler = LlamaSampler::chain_simple([LlamaSampler::greedy()]);
+    let mut next: Vec<_> = (0..sequences.len())
+        .map(|i| sampler.sample(context, i as i32))
+        .collect();
+    let mut positions: Vec<i32> = sequences.iter().map(|t| t.len() as i32).collect();
+    let mut generated = 0usize;
+    for _ in 0..max_tokens {
+        batch.clear();
+        for (seq, token) in next.iter().enumerate() {
+            batch.add(*token, positions[seq], &[seq as i32], true)?;
+            positions[seq] += 1;
+        }
+        context.decode(batch)?;
+        generated += next.len();
+        next = (0..sequences.len())
+            .map(|i| sampler.sample(context, i as i32))
+            .collect();
+    }
+    Ok(BatchedResult {
+        sequences: sequences.len(),
+        prompt_tokens: sequences.iter().map(Vec::len).sum(),
+        generated_tokens: generated,
+        wall_ms: started.elapsed().as_secs_f64() * 1000.0,
+    })
+}
+
+fn batch_capacity(context: &llama_cpp_2::context::LlamaContext) -> usize {
+    context.n_batch().min(context.n_ubatch()).max(1) as usize
 }

@@ -620,6 +620,35 @@ pub fn render(results: &Results, typing_svg: &str, long_svg: &str) -> String {
                 c.scaling_clients,
                 r(c.scaling_ratio)
             );
+            if let Some(error) = &c.plain_error {
+                let _ = writeln!(o, "Plain batched loop not measured: {error}.\n");
+            } else if !c.plain_levels.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "What batching itself gives here: a plain llama-cpp-2 loop with the same model, context, threads and \
+                     slots decodes the same kind of prompts together (prefill packed, then one token per sequence per \
+                     step; no sidecar, no IPC, no scheduling):\n"
+                );
+                let _ = writeln!(o, "| Sequences | Generated | Wall | Throughput |");
+                let _ = writeln!(o, "|---|---|---|---|");
+                for l in &c.plain_levels {
+                    let _ = writeln!(
+                        o,
+                        "| {} | {} | {} | {} |",
+                        l.sequences,
+                        l.generated_tokens,
+                        ms(l.wall_ms),
+                        tps(l.throughput_tokens_per_second)
+                    );
+                }
+                let _ = writeln!(
+                    o,
+                    "\nPlain loop, {} sequences / 1: **{}×**; the sidecar's scaling is **{}×** of that.\n",
+                    c.scaling_clients,
+                    r(c.plain_scaling_ratio),
+                    r(c.scaling_vs_plain)
+                );
+            }
             let _ = writeln!(
                 o,
                 "Interactive latency with background jobs ({}; {} finished, {} tokens) vs. without, same prompts evaluated cold, \
