@@ -4,13 +4,17 @@
 //!
 //! Walks each ROOT (default: `~/.cargo/registry/src`) for files of supported languages,
 //! extracts the outline (definitions and imports) of each from a full parse and from the
-//! outline parse, prints every file where they differ and the parse times of both.
+//! outline parse, prints every file where they differ and the parse times of both. For Rust
+//! files it also compares the outline of the item scanner ([`scan_rust_outline`]) with the
+//! full parse's and counts the files where the scanner falls back to tree-sitter.
 //! `HEARTH_LANGUAGE=rust` checks only that language.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hearth_grammars::{extract_outline, parse, parse_outline, LanguageId};
+use hearth_grammars::{
+    extract_outline, parse, parse_outline, scan_rust_failure, scan_rust_outline, LanguageId,
+};
 
 fn files(root: &Path, out: &mut Vec<(PathBuf, LanguageId)>) {
     let Ok(entries) = std::fs::read_dir(root) else {
@@ -43,12 +47,25 @@ fn main() {
     found.sort();
     let (mut full_time, mut outline_time) = (Duration::ZERO, Duration::ZERO);
     let (mut checked, mut differing, mut definitions, mut imports) = (0, 0, 0, 0);
+    let (mut scanned, mut scan_differing, mut fallbacks, mut scan_time) = (0, 0, 0, Duration::ZERO);
+    let mut fallback_bytes = 0usize;
     for (path, language) in &found {
         let Ok(bytes) = std::fs::read(path) else { continue };
         if bytes.len() > 1024 * 1024 {
             continue;
         }
         let text = String::from_utf8_lossy(&bytes);
+        // HEARTH_FALLBACK_REASONS=1: only print where the scanner gives up, and why.
+        if std::env::var_os("HEARTH_FALLBACK_REASONS").is_some() {
+            if *language == LanguageId::Rust {
+                if let Some(offset) = scan_rust_failure(&text) {
+                    let line = text[..offset].matches('\n').count() + 1;
+                    let line_text = text[offset..].lines().next().unwrap_or("");
+                    println!("fallback: {}:{line}: {}", path.display(), line_text.trim());
+                }
+            }
+            continue;
+        }
         let started = Instant::now();
         let Some(full_tree) = parse(*language, &text) else {
             continue;
@@ -62,6 +79,44 @@ fn main() {
         let full = extract_outline(*language, &full_tree, &text);
         let outline = extract_outline(*language, &outline_tree, &text);
         checked += 1;
+        if *language == LanguageId::Rust {
+            let started = Instant::now();
+            let scan = scan_rust_outline(&text);
+            scan_time += started.elapsed();
+            match scan {
+                None => {
+                    fallbacks += 1;
+                    fallback_bytes += text.len();
+                    if std::env::var_os("HEARTH_SHOW_FALLBACKS").is_some() {
+                        println!("fallback: {}", path.display());
+                    }
+                }
+                Some(scan) => {
+                    scanned += 1;
+                    if scan != full {
+                        scan_differing += 1;
+                        let first = full
+                            .definitions
+                            .iter()
+                            .zip(&scan.definitions)
+                            .find(|(left, right)| left != right);
+                        let first_import = full
+                            .imports
+                            .iter()
+                            .zip(&scan.imports)
+                            .find(|(left, right)| left != right);
+                        println!(
+                            "scanner differs: {} ({} / {} definitions, {} / {} imports) first: {first:?} {first_import:?}",
+                            path.display(),
+                            full.definitions.len(),
+                            scan.definitions.len(),
+                            full.imports.len(),
+                            scan.imports.len(),
+                        );
+                    }
+                }
+            }
+        }
         definitions += full.definitions.len();
         imports += full.imports.len();
         if full != outline {
@@ -86,5 +141,11 @@ fn main() {
          parse {:.2} s full, {:.2} s outline",
         full_time.as_secs_f64(),
         outline_time.as_secs_f64()
+    );
+    println!(
+        "scanner: {scanned} Rust files scanned, {scan_differing} differ; {fallbacks} fell back to \
+         tree-sitter ({:.1} MB); scan {:.2} s",
+        fallback_bytes as f64 / 1e6,
+        scan_time.as_secs_f64()
     );
 }

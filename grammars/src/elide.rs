@@ -19,7 +19,7 @@ const MIN_SKIPPED_BODY_BYTES: usize = 24;
 const MIN_SKIPPED_VALUE_BYTES: usize = 6;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Token {
+pub(crate) enum Token {
     /// An identifier or keyword, as a byte range.
     Word(usize, usize),
     /// One punctuation byte (`{`, `}`, `(`, `;`, `*`...) at an offset.
@@ -28,9 +28,11 @@ enum Token {
     Other,
 }
 
-struct Lexer<'text> {
-    bytes: &'text [u8],
-    position: usize,
+pub(crate) struct Lexer<'text> {
+    pub(crate) bytes: &'text [u8],
+    pub(crate) position: usize,
+    /// Where the last token returned by `next` starts.
+    pub(crate) token_start: usize,
 }
 
 fn find_byte(needle: u8, haystack: &[u8]) -> Option<usize> {
@@ -51,7 +53,7 @@ impl Lexer<'_> {
     }
 
     /// The next token; `Ok(None)` at the end, `Err(())` at an unterminated literal or comment.
-    fn next(&mut self) -> Result<Option<Token>, ()> {
+    pub(crate) fn next(&mut self) -> Result<Option<Token>, ()> {
         let bytes = self.bytes;
         loop {
             let Some(&byte) = bytes.get(self.position) else {
@@ -68,6 +70,7 @@ impl Lexer<'_> {
             }
         }
         let start = self.position;
+        self.token_start = start;
         let byte = bytes[start];
         if byte == b'"' {
             self.position += 1;
@@ -217,7 +220,7 @@ impl Lexer<'_> {
 }
 
 /// Words that may start an item (or an import) inside a function body.
-fn is_item_keyword(word: &[u8]) -> bool {
+pub(crate) fn is_item_keyword(word: &[u8]) -> bool {
     matches!(
         word,
         b"fn"
@@ -238,7 +241,7 @@ fn is_item_keyword(word: &[u8]) -> bool {
 }
 
 /// Keywords that may stand before `!` without being a macro's name (`if !(a && b)`).
-fn is_keyword(word: &[u8]) -> bool {
+pub(crate) fn is_keyword(word: &[u8]) -> bool {
     is_item_keyword(word)
         || matches!(
             word,
@@ -346,7 +349,11 @@ impl Frame {
 /// Empty when the scan is unsure of the text's structure.
 pub(crate) fn rust_skippable_bodies(text: &str) -> Vec<Range<usize>> {
     let bytes = text.as_bytes();
-    let mut lexer = Lexer { bytes, position: 0 };
+    let mut lexer = Lexer {
+        bytes,
+        position: 0,
+        token_start: 0,
+    };
     let mut frames = vec![Frame::new(0, Group::Other)];
     let mut skippable: Vec<Range<usize>> = Vec::new();
     // The two previous tokens: `*const`, `name!(`, `#[`, `#![`.

@@ -295,22 +295,65 @@ pub fn extract_definitions(language: LanguageId, tree: &Tree, text: &str) -> Vec
     finish_definitions(raw_definitions, text)
 }
 
+/// A definition before scopes, methods and signatures are worked out: what a query match
+/// (or the Rust item scanner) found.
+pub(crate) struct RawItem {
+    pub name: String,
+    pub kind: DefinitionKind,
+    pub byte_range: Range<usize>,
+    pub start_line: usize,
+    /// Last line (inclusive), as [`node_end_line`] counts it.
+    pub end_line: usize,
+    /// Where the body starts (see [`find_body`]); only looked at for kinds with a body.
+    pub body_start: Option<usize>,
+    /// Index of the query pattern: of two captures of the same node, the first wins.
+    pub pattern_index: usize,
+}
+
+/// Kinds whose definitions have a body (the others' signature is their first lines).
+fn kind_has_body(kind: DefinitionKind) -> bool {
+    !matches!(
+        kind,
+        DefinitionKind::Constant | DefinitionKind::Variable | DefinitionKind::Type | DefinitionKind::Macro
+    )
+}
+
 /// Sorts, deduplicates (the same node captured by two patterns keeps the first pattern),
 /// links scopes, turns functions in types into methods, finds bodies and signatures.
-fn finish_definitions(mut raw_definitions: Vec<RawDefinition<'_>>, text: &str) -> Vec<ExtractedDefinition> {
+fn finish_definitions(raw_definitions: Vec<RawDefinition<'_>>, text: &str) -> Vec<ExtractedDefinition> {
+    let items = raw_definitions
+        .into_iter()
+        .map(|raw| RawItem {
+            body_start: kind_has_body(raw.kind)
+                .then(|| find_body(raw.node))
+                .flatten()
+                .map(|body| body.start_byte()),
+            byte_range: raw.node.byte_range(),
+            start_line: raw.node.start_position().row,
+            end_line: node_end_line(raw.node),
+            name: raw.name,
+            kind: raw.kind,
+            pattern_index: raw.pattern_index,
+        })
+        .collect();
+    finish_items(items, text)
+}
+
+/// [`finish_definitions`] for items however found.
+pub(crate) fn finish_items(mut raw_definitions: Vec<RawItem>, text: &str) -> Vec<ExtractedDefinition> {
     raw_definitions.sort_by_key(|raw| {
         (
-            raw.node.start_byte(),
-            std::cmp::Reverse(raw.node.end_byte()),
+            raw.byte_range.start,
+            std::cmp::Reverse(raw.byte_range.end),
             raw.pattern_index,
         )
     });
-    raw_definitions.dedup_by(|later, earlier| later.node.byte_range() == earlier.node.byte_range());
+    raw_definitions.dedup_by(|later, earlier| later.byte_range == earlier.byte_range);
 
     let mut definitions: Vec<ExtractedDefinition> = Vec::with_capacity(raw_definitions.len());
     let mut open_scopes: Vec<usize> = Vec::new();
     for raw in raw_definitions {
-        let byte_range = raw.node.byte_range();
+        let byte_range = raw.byte_range;
         while let Some(&top) = open_scopes.last() {
             if definitions[top].byte_range.end >= byte_range.end
                 && definitions[top].byte_range.start <= byte_range.start
@@ -328,29 +371,22 @@ fn finish_definitions(mut raw_definitions: Vec<RawDefinition<'_>>, text: &str) -
                 }
             }
         }
-        let start_line = raw.node.start_position().row;
-        let end_line = node_end_line(raw.node);
-        let has_body = !matches!(
-            kind,
-            DefinitionKind::Constant
-                | DefinitionKind::Variable
-                | DefinitionKind::Type
-                | DefinitionKind::Macro
-        );
-        let body = has_body
-            .then(|| find_body(raw.node))
+        let start_line = raw.start_line;
+        let end_line = raw.end_line;
+        let body_start = kind_has_body(kind)
+            .then_some(raw.body_start)
             .flatten()
-            .filter(|body| body.start_byte() > byte_range.start && body.start_byte() < byte_range.end);
-        let (signature_end_byte, body_start_byte) = match body {
+            .filter(|&body| body > byte_range.start && body < byte_range.end);
+        let (signature_end_byte, body_start_byte) = match body_start {
             Some(body) => {
-                let before_body = text.get(byte_range.start..body.start_byte()).unwrap_or("");
+                let before_body = text.get(byte_range.start..body).unwrap_or("");
                 let trimmed = before_body.trim_end();
                 let end = if trimmed.is_empty() {
-                    body.start_byte()
+                    body
                 } else {
                     byte_range.start + trimmed.len()
                 };
-                (end, Some(body.start_byte()))
+                (end, Some(body))
             }
             None => {
                 if end_line <= start_line + 1 {
@@ -380,7 +416,7 @@ fn finish_definitions(mut raw_definitions: Vec<RawDefinition<'_>>, text: &str) -
     definitions
 }
 
-fn clean_module_text(raw: &str) -> String {
+pub(crate) fn clean_module_text(raw: &str) -> String {
     let trimmed = raw.trim();
     let trimmed = trimmed
         .trim_start_matches(['"', '\'', '`', '<'])

@@ -19,6 +19,7 @@ pub mod elide;
 mod extract;
 mod language;
 mod queries;
+mod rust_scan;
 
 pub use extract::{
     extract_definitions, extract_imports, extract_outline, extract_references, DefinitionKind,
@@ -26,6 +27,7 @@ pub use extract::{
 };
 pub use language::LanguageId;
 pub use queries::{language_queries, query_source, LanguageQueries, QueryCompileError, QueryKind};
+pub use rust_scan::{scan_rust_failure, scan_rust_outline};
 
 use std::cell::RefCell;
 
@@ -94,6 +96,21 @@ pub fn parse_outline(language: LanguageId, text: &str) -> Option<tree_sitter::Tr
         parser.set_included_ranges(&[]).ok()?;
         tree
     })
+}
+
+/// The outline (definitions and imports) of `text`: the same as [`extract_outline`] of a
+/// full [`parse`], but as cheap as possible. Rust files are read by a hand-written item
+/// scanner ([`scan_rust_outline`]) and parsed (with [`parse_outline`]) only where the
+/// scanner is unsure; other languages are parsed. `None` only if the grammar could not be
+/// loaded.
+pub fn outline(language: LanguageId, text: &str) -> Option<Outline> {
+    if language == LanguageId::Rust {
+        if let Some(outline) = scan_rust_outline(text) {
+            return Some(outline);
+        }
+    }
+    let tree = parse_outline(language, text)?;
+    Some(extract_outline(language, &tree, text))
 }
 
 /// Skipped parts shorter than this are blanked rather than excluded (see [`parse_outline`]).

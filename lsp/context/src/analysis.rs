@@ -145,8 +145,7 @@ pub(crate) fn analyze_text(language: LanguageId, text: &str, with_windows: bool)
     let starts = line_starts(text);
     let mut definitions = Vec::new();
     let mut imports = Vec::new();
-    if let Some(tree) = hearth_grammars::parse_outline(language, text) {
-        let outline = hearth_grammars::extract_outline(language, &tree, text);
+    if let Some(outline) = hearth_grammars::outline(language, text) {
         definitions.reserve(outline.definitions.len());
         for extracted in &outline.definitions {
             // Doc lines may not reach into the enclosing definition's header.
