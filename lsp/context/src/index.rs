@@ -1,6 +1,5 @@
 //! The workspace index: per-file definitions, imports and similarity windows.
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,6 +9,7 @@ use hearth_grammars::LanguageId;
 use serde::Serialize;
 
 use crate::analysis::{analyze_text, Definition, FileAnalysis, Import};
+use crate::fxhash::FxHashMap;
 use crate::lexical::content_hash;
 use crate::walk::{
     check_content, check_path, read_source_file, relative_key, walk_workspace, IndexOptions, SkipReason,
@@ -76,12 +76,12 @@ pub struct Index {
     root: PathBuf,
     options: IndexOptions,
     files: Vec<Option<FileEntry>>,
-    file_ids: HashMap<Box<str>, u32>,
-    definitions_by_name: HashMap<Box<str>, Vec<DefinitionLocation>>,
+    file_ids: FxHashMap<Box<str>, u32>,
+    definitions_by_name: FxHashMap<Box<str>, Vec<DefinitionLocation>>,
     /// File stem (`store` for `store.rs`) and parent directory name → files.
-    files_by_module_key: HashMap<Box<str>, Vec<u32>>,
+    files_by_module_key: FxHashMap<Box<str>, Vec<u32>>,
     windows: Vec<Window>,
-    postings: HashMap<u64, Vec<u32>>,
+    postings: FxHashMap<u64, Vec<u32>>,
     live_window_count: u64,
     live_window_token_total: u64,
     statistics: WalkStatistics,
@@ -94,11 +94,11 @@ impl Index {
             root: root.to_path_buf(),
             options,
             files: Vec::new(),
-            file_ids: HashMap::new(),
-            definitions_by_name: HashMap::new(),
-            files_by_module_key: HashMap::new(),
+            file_ids: FxHashMap::default(),
+            definitions_by_name: FxHashMap::default(),
+            files_by_module_key: FxHashMap::default(),
             windows: Vec::new(),
-            postings: HashMap::new(),
+            postings: FxHashMap::default(),
             live_window_count: 0,
             live_window_token_total: 0,
             statistics: WalkStatistics::default(),

@@ -10,6 +10,7 @@
 //! no llama.cpp; nothing here blocks on anything but the file system.
 
 mod analysis;
+mod fxhash;
 mod index;
 mod lexical;
 mod resolve;
