@@ -16,7 +16,7 @@
 
 use std::ops::Range;
 
-use crate::elide::{is_item_keyword, is_keyword, Lexer, Token};
+use crate::elide::{is_item_keyword, is_keyword, is_word_start, Lexer, Token};
 use crate::extract::{clean_module_text, finish_items, RawItem, OUTLINE_MAX_START_DEPTH};
 use crate::{DefinitionKind, ExtractedImport, Outline};
 
@@ -86,7 +86,7 @@ fn is_primitive_type(word: &[u8]) -> bool {
 /// Words the scanner does not take as a name: keywords, and contextual keywords that
 /// tree-sitter may read differently.
 fn is_doubtful_name(word: &[u8]) -> bool {
-    is_keyword(word) || matches!(word, b"macro_rules" | b"macro")
+    (is_keyword(word) && word != b"union") || matches!(word, b"macro_rules" | b"macro")
 }
 
 /// The outline of a Rust text, or `None` when the scanner is unsure of it (see the module
@@ -207,12 +207,24 @@ impl<'text> Scanner<'text> {
     /// A name (an identifier that is not a keyword); its token.
     fn expect_name(&mut self) -> Scan<Tok> {
         let token = self.current()?;
+        if self.is_raw_identifier(self.position) {
+            self.position += 1;
+            return Ok(token);
+        }
         let word = self.word(self.position).ok_or(Unsure)?;
         if is_doubtful_name(word) {
             return Err(Unsure);
         }
         self.position += 1;
         Ok(token)
+    }
+
+    /// A raw identifier (`r#type`), which the lexer gives as a literal.
+    fn is_raw_identifier(&self, index: usize) -> bool {
+        self.token(index).is_some_and(|token| {
+            let text = &self.bytes[token.start..token.end];
+            token.kind == Kind::Literal && text.len() > 2 && text.starts_with(b"r#") && is_word_start(text[2])
+        })
     }
 
     /// 0-based row of a byte offset.
@@ -386,11 +398,21 @@ impl<'text> Scanner<'text> {
     fn skip_header(&mut self, stops: &[u8]) -> Scan<(usize, bool)> {
         let mut angle = 0u32;
         let mut brace = false;
+        // In a where clause, `(` is a bound's (`F: FnMut(u8)`), never a tuple body.
+        let mut after_where = false;
         loop {
             let index = self.position;
             let token = self.current()?;
             match token.kind {
-                Kind::Punct(byte) if angle == 0 && stops.contains(&byte) => return Ok((index, brace)),
+                Kind::Punct(byte)
+                    if angle == 0 && stops.contains(&byte) && !(after_where && byte == b'(') =>
+                {
+                    return Ok((index, brace));
+                }
+                Kind::Word if angle == 0 && self.is_word(index, b"where") => {
+                    after_where = true;
+                    self.position += 1;
+                }
                 Kind::Punct(b'<') => {
                     angle += 1;
                     self.position += 1;
@@ -456,6 +478,12 @@ impl<'text> Scanner<'text> {
             }
         }
         let word = self.word(self.position).ok_or(Unsure)?;
+        if !visibility
+            && self.is_punct(self.position + 1, b'!')
+            && matches!(word, b"default" | b"union" | b"safe")
+        {
+            return self.macro_invocation_named();
+        }
         match word {
             b"use" => self.use_declaration(start, depth),
             b"mod" => self.module(start, depth),
@@ -517,6 +545,16 @@ impl<'text> Scanner<'text> {
     /// `name!(...);`, `path::name! { ... }` at item level.
     fn macro_invocation(&mut self) -> Scan<()> {
         self.expect_name()?;
+        self.macro_invocation_rest()
+    }
+
+    /// A macro invocation whose name is a contextual keyword (`default!(...)`).
+    fn macro_invocation_named(&mut self) -> Scan<()> {
+        self.position += 1;
+        self.macro_invocation_rest()
+    }
+
+    fn macro_invocation_rest(&mut self) -> Scan<()> {
         while self.is_punct(self.position, b':') && self.is_punct(self.position + 1, b':') {
             self.position += 2;
             self.expect_name()?;
@@ -994,12 +1032,20 @@ impl<'text> Scanner<'text> {
     /// A `use` declaration: the import the queries capture, if any.
     fn use_declaration(&mut self, start: usize, depth: u32) -> Scan<()> {
         self.position += 1;
-        // Path: Word (:: Word)*.
+        // Path: `::`? Word (:: Word)*. A leading `::` is a scoped identifier without a path.
+        let leading = if self.is_punct(self.position, b':') && self.is_punct(self.position + 1, b':') {
+            self.position += 2;
+            Some(self.tokens[self.position - 2])
+        } else {
+            None
+        };
         let mut words: Vec<Tok> = Vec::new();
         loop {
-            let word = self.word(self.position).ok_or(Unsure)?;
-            if is_doubtful_name(word) && !matches!(word, b"crate" | b"self" | b"super") {
-                return Err(Unsure);
+            if !self.is_raw_identifier(self.position) {
+                let word = self.word(self.position).ok_or(Unsure)?;
+                if is_doubtful_name(word) && !matches!(word, b"crate" | b"self" | b"super") {
+                    return Err(Unsure);
+                }
             }
             words.push(self.tokens[self.position]);
             self.position += 1;
@@ -1011,7 +1057,8 @@ impl<'text> Scanner<'text> {
             }
             break;
         }
-        let path_text = |from: &Tok, to: &Tok| clean_module_text(&self.text[from.start..to.end]);
+        let path_start = leading.unwrap_or(words[0]);
+        let path_text = |_: &Tok, to: &Tok| clean_module_text(&self.text[path_start.start..to.end]);
         let token = self.current()?;
         let mut modules = Vec::new();
         let mut names = Vec::new();
@@ -1020,7 +1067,9 @@ impl<'text> Scanner<'text> {
             Kind::Punct(b';') if !after_colons => {
                 self.position += 1;
                 let last = words[words.len() - 1];
-                if words.len() == 1 {
+                if words.len() == 1 && leading.is_some() {
+                    // `use ::name;`: no path, no capture.
+                } else if words.len() == 1 {
                     if matches!(&self.bytes[last.start..last.end], b"crate" | b"self" | b"super") {
                         return Err(Unsure);
                     }
@@ -1080,8 +1129,9 @@ impl<'text> Scanner<'text> {
                     return Ok(());
                 }
                 Kind::Punct(b',') => self.position += 1,
-                Kind::Word => {
-                    let word = self.word(index).ok_or(Unsure)?;
+                Kind::Word | Kind::Literal if token.kind == Kind::Word || self.is_raw_identifier(index) => {
+                    // A raw identifier (`r#async`) is an identifier like any other.
+                    let word = self.word(index).unwrap_or(b"r#");
                     let ends_entry = |at: usize| self.is_punct(at, b',') || self.is_punct(at, b'}');
                     if ends_entry(index + 1) {
                         if is_doubtful_name(word) && word != b"self" {
@@ -1089,6 +1139,9 @@ impl<'text> Scanner<'text> {
                         }
                         self.push_name(names, token);
                         self.position += 1;
+                    } else if self.is_word(index + 1, b"as") && word == b"self" {
+                        // `self as name`: the path is `self`, not an identifier: no capture.
+                        self.skip_use_entry()?;
                     } else if self.is_word(index + 1, b"as") {
                         if is_doubtful_name(word) {
                             return Err(Unsure);
@@ -1107,6 +1160,8 @@ impl<'text> Scanner<'text> {
                     }
                 }
                 Kind::Punct(b'*') => self.position += 1,
+                // `::std::fmt`, `r#type`: entries the query does not capture as names.
+                Kind::Punct(b':') | Kind::Literal => self.skip_use_entry()?,
                 _ => return Err(Unsure),
             }
         }
@@ -1257,6 +1312,18 @@ mod tests {
     }
 
     #[test]
+    fn contextual_keywords_raw_identifiers_and_rare_use_forms() {
+        let outline = assert_same(
+            "impl Set { pub fn union(&self, other: &Set) -> Set { todo!() } fn default() -> Self { Set } }\n\
+             pub fn r#type(&self) -> u8 { 0 }\nstruct r#Match;\ndefault!(Set);\n\
+             use ::alloc::vec::Vec;\nuse ::core;\nuse crossbeam::{epoch::{self as epoch, Atomic}, self as cb, Owned, r#async};\n\
+             use a::{::b::C, d};\npub struct Filter<F>\nwhere\n    F: FnMut(&u8) -> bool,\n{\n    f: F,\n}\n",
+        );
+        assert!(names(&outline).contains(&("union", "method")));
+        assert!(names(&outline).contains(&("r#type", "function")));
+    }
+
+    #[test]
     fn unsure_syntax_falls_back() {
         // An item inside a nested block, a trait alias, an unterminated string, a stray `}`.
         for text in [
@@ -1264,7 +1331,6 @@ mod tests {
             "trait Alias = Clone + Send;\n",
             "fn f() { let s = \"open; }\n",
             "fn f() {}\n}\n",
-            "fn r#type() {}\n",
         ] {
             assert!(scan_rust_outline(text).is_none(), "should fall back: {text}");
         }
