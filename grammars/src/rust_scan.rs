@@ -629,6 +629,11 @@ impl<'text> Scanner<'text> {
                     statement_start = true;
                 }
                 Kind::Punct(b'#') if statement_start => self.attribute()?,
+                Kind::Punct(b'{') | Kind::Word | Kind::Literal
+                    if statement_start && self.try_block_statement(depth) =>
+                {
+                    statement_start = true;
+                }
                 Kind::Punct(open @ (b'{' | b'(' | b'[')) => {
                     self.skip_plain_group()?;
                     statement_start = open == b'{';
@@ -649,6 +654,111 @@ impl<'text> Scanner<'text> {
                     self.position += 1;
                     statement_start = false;
                 }
+            }
+        }
+    }
+
+    /// At the start of a statement at `depth`: reads a block-like statement (`{ ... }`,
+    /// `unsafe { ... }`, `if`/`else`, `loop`, `while`, `for`) with the items of its blocks at
+    /// their tree-sitter depths. False (nothing read, nothing recorded) when there is none
+    /// or it is not sure of one; the caller then skips the statement as before.
+    fn try_block_statement(&mut self, depth: u32) -> bool {
+        let saved = (self.position, self.definitions.len(), self.imports.len());
+        match self.block_statement(depth) {
+            Ok(true) => true,
+            Ok(false) | Err(Unsure) => {
+                self.position = saved.0;
+                self.definitions.truncate(saved.1);
+                self.imports.truncate(saved.2);
+                false
+            }
+        }
+    }
+
+    fn block_statement(&mut self, depth: u32) -> Scan<bool> {
+        let index = self.position;
+        let token = self.current()?;
+        // expression_statement (depth) > block (depth + 1), or > if_expression /
+        // loop_expression / unsafe_block (depth + 1) > block (depth + 2).
+        match token.kind {
+            Kind::Punct(b'{') => {
+                self.position += 1;
+                self.function_body(depth + 2)?;
+            }
+            Kind::Word => match self.word(index) {
+                Some(b"unsafe") if self.is_punct(index + 1, b'{') => {
+                    self.position += 2;
+                    self.function_body(depth + 3)?;
+                }
+                Some(b"if") => self.if_expression(depth + 1)?,
+                Some(b"loop" | b"while" | b"for") => self.loop_expression(depth + 1)?,
+                _ => return Ok(false),
+            },
+            Kind::Literal
+                if self.bytes[token.start] == b'\''
+                    && self.is_punct(index + 1, b':')
+                    && matches!(self.word(index + 2), Some(b"loop" | b"while" | b"for")) =>
+            {
+                self.position += 2;
+                self.loop_expression(depth + 1)?;
+            }
+            _ => return Ok(false),
+        }
+        // What follows must start a statement (or end the block): not `.method()`, `?`, `as`.
+        let next = self.current()?;
+        match next.kind {
+            Kind::Punct(b'}' | b';' | b'#' | b'{') => Ok(true),
+            Kind::Word if !self.is_word(self.position, b"as") => Ok(true),
+            // A label: `'outer: loop`.
+            Kind::Literal if self.bytes[next.start] == b'\'' && self.is_punct(self.position + 1, b':') => {
+                Ok(true)
+            }
+            _ => Err(Unsure),
+        }
+    }
+
+    /// `if condition { ... } else if ... { ... } else { ... }`, the `if_expression` at `depth`.
+    fn if_expression(&mut self, depth: u32) -> Scan<()> {
+        self.position += 1;
+        self.skip_condition()?;
+        self.function_body(depth + 2)?;
+        if self.is_word(self.position, b"else") {
+            self.position += 1;
+            if self.is_word(self.position, b"if") {
+                // else_clause (depth + 1) > if_expression (depth + 2).
+                self.if_expression(depth + 2)?;
+            } else {
+                self.expect_punct(b'{')?;
+                self.function_body(depth + 3)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `loop { ... }`, `while condition { ... }`, `for pattern in expression { ... }`.
+    fn loop_expression(&mut self, depth: u32) -> Scan<()> {
+        self.position += 1;
+        self.skip_condition()?;
+        self.function_body(depth + 2)?;
+        Ok(())
+    }
+
+    /// Skips a condition up to and including the `{` of the block after it.
+    fn skip_condition(&mut self) -> Scan<()> {
+        loop {
+            let index = self.position;
+            let token = self.current()?;
+            match token.kind {
+                Kind::Punct(b'{') => {
+                    self.position += 1;
+                    return Ok(());
+                }
+                Kind::Punct(b'(' | b'[') => {
+                    self.skip_plain_group()?;
+                }
+                Kind::Punct(b';' | b'}' | b')' | b']') => return Err(Unsure),
+                Kind::Word if self.is_item_keyword_at(index) => return Err(Unsure),
+                _ => self.position += 1,
             }
         }
     }
@@ -1324,10 +1434,29 @@ mod tests {
     }
 
     #[test]
+    fn items_in_block_statements_if_else_and_loops() {
+        let outline = assert_same(
+            "impl Socket {\n    fn into_std(self) -> u32 {\n        #[cfg(unix)]\n        {\n            use std::os::fd::AsRawFd;\n            \
+             self.fd\n        }\n        #[cfg(windows)]\n        {\n            use std::os::windows::io::AsRawSocket;\n            self.socket\n        }\n    }\n}\n\
+             fn checks(x: Option<u8>) {\n    if let Some(value) = x {\n        fn inner(v: u8) -> u8 { v }\n        inner(value);\n    \
+             } else if x.is_none() {\n        struct Nothing;\n    } else {\n        use std::fmt::Debug;\n    }\n    \
+             unsafe { impl Marker for u8 {} }\n    'outer: for i in 0..3 { const LIMIT: usize = 2; if i > LIMIT { break 'outer; } }\n    \
+             while x.is_some() { mod never {} }\n    loop { fn looped() {} break; }\n}\n",
+        );
+        for name in ["inner", "Nothing", "LIMIT", "never", "looped"] {
+            assert!(
+                names(&outline).iter().any(|(found, _)| *found == name),
+                "{name} is missing"
+            );
+        }
+        assert_eq!(outline.imports.len(), 3);
+    }
+
+    #[test]
     fn unsure_syntax_falls_back() {
         // An item inside a nested block, a trait alias, an unterminated string, a stray `}`.
         for text in [
-            "fn f() { if true { fn nested() {} } }\n",
+            "fn f() { match 1 { _ => { fn nested() {} } } }\n",
             "trait Alias = Clone + Send;\n",
             "fn f() { let s = \"open; }\n",
             "fn f() {}\n}\n",
