@@ -692,6 +692,7 @@ impl<'text> Scanner<'text> {
                 }
                 Some(b"if") => self.if_expression(depth + 1)?,
                 Some(b"loop" | b"while" | b"for") => self.loop_expression(depth + 1)?,
+                Some(b"match") => self.match_expression(depth + 1)?,
                 _ => return Ok(false),
             },
             Kind::Literal
@@ -733,6 +734,76 @@ impl<'text> Scanner<'text> {
             }
         }
         Ok(())
+    }
+
+    /// `match value { pattern => { ... } pattern => expression, }`, the `match_expression` at
+    /// `depth`: match_block (+1) > match_arm (+2) > block (+3) > items (+4).
+    fn match_expression(&mut self, depth: u32) -> Scan<()> {
+        self.position += 1;
+        self.skip_condition()?;
+        loop {
+            let token = self.current()?;
+            match token.kind {
+                Kind::Punct(b'}') => {
+                    self.position += 1;
+                    return Ok(());
+                }
+                Kind::Punct(b',') => self.position += 1,
+                Kind::Punct(b'#') => self.attribute()?,
+                _ => {
+                    self.skip_until_fat_arrow()?;
+                    if self.is_punct(self.position, b'{') {
+                        self.position += 1;
+                        self.function_body(depth + 4)?;
+                    } else {
+                        self.skip_arm_expression()?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A match arm's pattern and guard, up to and including `=>`.
+    fn skip_until_fat_arrow(&mut self) -> Scan<()> {
+        loop {
+            let index = self.position;
+            let token = self.current()?;
+            match token.kind {
+                Kind::Punct(b'=')
+                    if self.is_punct(index + 1, b'>') && self.tokens[index + 1].start == token.end =>
+                {
+                    self.position += 2;
+                    return Ok(());
+                }
+                Kind::Punct(b'{' | b'(' | b'[') => {
+                    self.skip_plain_group()?;
+                }
+                Kind::Punct(b'}' | b')' | b']' | b';') => return Err(Unsure),
+                Kind::Word if self.is_item_keyword_at(index) => return Err(Unsure),
+                _ => self.position += 1,
+            }
+        }
+    }
+
+    /// A match arm's expression, up to its `,` (consumed) or the match's `}` (not consumed).
+    fn skip_arm_expression(&mut self) -> Scan<()> {
+        loop {
+            let index = self.position;
+            let token = self.current()?;
+            match token.kind {
+                Kind::Punct(b',') => {
+                    self.position += 1;
+                    return Ok(());
+                }
+                Kind::Punct(b'}') => return Ok(()),
+                Kind::Punct(b'{' | b'(' | b'[') => {
+                    self.skip_plain_group()?;
+                }
+                Kind::Punct(b')' | b']' | b';') => return Err(Unsure),
+                Kind::Word if self.is_item_keyword_at(index) => return Err(Unsure),
+                _ => self.position += 1,
+            }
+        }
     }
 
     /// `loop { ... }`, `while condition { ... }`, `for pattern in expression { ... }`.
@@ -1038,7 +1109,7 @@ impl<'text> Scanner<'text> {
     fn impl_type_name(&self, start: usize, end: usize) -> Scan<Option<Tok>> {
         let first = self.token(start).filter(|_| start < end).ok_or(Unsure)?;
         match first.kind {
-            Kind::Punct(b'&' | b'*' | b'(' | b'[') => return Ok(None),
+            Kind::Punct(b'&' | b'*' | b'(' | b'[' | b'!') => return Ok(None),
             Kind::Word => {}
             _ => return Err(Unsure),
         }
@@ -1142,6 +1213,12 @@ impl<'text> Scanner<'text> {
     /// A `use` declaration: the import the queries capture, if any.
     fn use_declaration(&mut self, start: usize, depth: u32) -> Scan<()> {
         self.position += 1;
+        if self.is_punct(self.position, b'{') {
+            // `use {a::b, c};`: a bare use list, which no pattern captures.
+            self.skip_group(true)?;
+            self.expect_punct(b';')?;
+            return Ok(());
+        }
         // Path: `::`? Word (:: Word)*. A leading `::` is a scoped identifier without a path.
         let leading = if self.is_punct(self.position, b':') && self.is_punct(self.position + 1, b':') {
             self.position += 2;
@@ -1453,10 +1530,22 @@ mod tests {
     }
 
     #[test]
+    fn items_in_match_arms_bare_use_lists_and_the_never_type() {
+        let outline = assert_same(
+            "use {std::fmt, crate::Error};\nimpl<'de> Deserialize<'de> for ! { fn f() {} }\n\
+             fn writer(method: Method) -> u32 {\n    match method {\n        #[allow(deprecated)]\n        \
+             Method::Stored { level, .. } if level > 0 => {\n            use std::io::Write;\n            1\n        }\n        \
+             Method::Deflated => 2,\n        Method::Zstd(x) => { fn helper() {} 3 }\n        _ => x.map(|v| { v + 1 }).unwrap_or(4),\n    }\n}\n",
+        );
+        assert!(names(&outline).contains(&("helper", "function")));
+        assert_eq!(outline.imports.len(), 1);
+    }
+
+    #[test]
     fn unsure_syntax_falls_back() {
         // An item inside a nested block, a trait alias, an unterminated string, a stray `}`.
         for text in [
-            "fn f() { match 1 { _ => { fn nested() {} } } }\n",
+            "fn f() { let g = || { fn nested() {} }; }\n",
             "trait Alias = Clone + Send;\n",
             "fn f() { let s = \"open; }\n",
             "fn f() {}\n}\n",
