@@ -21,7 +21,7 @@ pub enum BackendStatus {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("{0}")]
+    #[error(transparent)]
     Client(#[from] ClientError),
     #[error("{0}")]
     Config(String),

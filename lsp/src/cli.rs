@@ -69,6 +69,7 @@ enum Command {
         /// Days of the ledger to show, today included.
         #[arg(long, default_value_t = 7)]
         days: u32,
+        /// Print JSON: the ledger's days and totals, the cost, the backend and every sidecar.
         #[arg(long)]
         json: bool,
     },
@@ -81,7 +82,7 @@ enum Command {
     ///
     /// Reviews whole files, or with `--diff REV` only what changed since the git revision REV
     /// (without PATHS: every file `git diff REV` names). Exit status: 0 when no finding reaches
-    /// `--fail-on`, 1 when one does, 2 when the review could not run.
+    /// `--fail-on`, 1 when one does, otherwise 2 when a file could not be reviewed.
     Review {
         /// Files or folders to review.
         paths: Vec<PathBuf>,
@@ -158,7 +159,7 @@ pub async fn run(args: Args) -> ExitCode {
             command: ModelCommand::List { json },
         } => list_models(json),
         Command::Settings => {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&crate::config::vscode_properties()).unwrap_or_default()
             );
@@ -322,15 +323,15 @@ async fn complete(
             "suggestion": suggestion,
             "declined": declined,
             "model": client.model().name,
-            "sidecar_pid": client.hello().pid,
+            "sidecar_pid": (!client.is_remote()).then_some(client.hello().pid),
             "remote_url": client.hello().remote_url,
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
     let (metrics, manifest, format) = match &answer {
         Ok(suggestion) => {
-            println!("{}", suggestion.text);
+            outln!("{}", suggestion.text);
             (
                 &suggestion.metrics,
                 &suggestion.context,
@@ -346,13 +347,13 @@ async fn complete(
         }
     };
     if explain {
-        println!(
+        outln!(
             "\n--- model: {} ({}) on the {backend_name}, prompt format: {format}",
             client.model().name,
             client.model().architecture,
         );
         if let Some(metrics) = metrics {
-            println!(
+            outln!(
                 "--- prompt {} tokens ({} reused from the engine's cache, {} evaluated), {} generated, first token {:.0} ms, total {:.0} ms",
                 metrics.prompt_tokens,
                 metrics.reused_tokens,
@@ -363,7 +364,7 @@ async fn complete(
             );
         }
         if let Some(manifest) = manifest {
-            print!("--- ");
+            out!("--- ");
             print_manifest(manifest);
         }
     }
@@ -404,96 +405,140 @@ async fn context(
     let model = client.as_ref().map(|c| c.model().clone()).unwrap_or_default();
     let manifest = engine.select(&input, budget, &model, client.as_ref()).await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&manifest)?);
+        outln!("{}", serde_json::to_string_pretty(&manifest)?);
     } else {
         print_manifest(&manifest);
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Every sidecar of this user that answers on a socket in the runtime directory.
+async fn running_sidecars() -> Vec<(PathBuf, hearth_protocol::SidecarStats)> {
+    let Ok(dir) = hearth_protocol::endpoint::private_runtime_dir() else {
+        return Vec::new();
+    };
+    let mut sockets: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|path| path.extension().is_some_and(|ext| ext == "sock"))
+                .collect()
+        })
+        .unwrap_or_default();
+    sockets.sort();
+    let mut found = Vec::new();
+    for socket in sockets {
+        let key = socket
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().trim_start_matches("sidecar-").to_string())
+            .unwrap_or_default();
+        let mut endpoint = hearth_protocol::Endpoint::in_dir(&dir, &key);
+        endpoint.socket_path = socket.clone();
+        let connected = hearth_protocol::SidecarClient::connect(
+            &endpoint,
+            "hearth stats",
+            std::time::Duration::from_secs(3),
+        );
+        if let Ok(Ok(client)) = tokio::time::timeout(std::time::Duration::from_secs(4), connected).await {
+            if let Ok(stats) = client.stats().await {
+                found.push((socket, stats));
+            }
+        }
+    }
+    found
+}
+
+fn check_prices(prices: &crate::config::UsageConfig) -> anyhow::Result<()> {
+    let named = [
+        ("usage.cloud-input-per-mtok", prices.cloud_input_per_mtok),
+        (
+            "usage.cloud-cached-input-per-mtok",
+            prices.cloud_cached_input_per_mtok,
+        ),
+        ("usage.cloud-output-per-mtok", prices.cloud_output_per_mtok),
+        ("usage.watts", prices.watts),
+        ("usage.price-per-kwh", prices.price_per_kwh),
+        ("usage.hardware-cost", prices.hardware_cost),
+    ];
+    for (key, value) in named {
+        anyhow::ensure!(
+            value.is_finite() && value >= 0.0,
+            "{key} = {value}: must be zero or more"
+        );
+    }
+    Ok(())
+}
+
 async fn stats(days: u32, json: bool, model: Option<String>) -> anyhow::Result<ExitCode> {
     let config = load_config(std::env::current_dir().ok().as_deref(), model)?;
+    check_prices(&config.usage)?;
+    let days = days.max(1);
     let ledger = crate::usage::Ledger::open_default();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let usage_days = ledger
-        .as_ref()
-        .map(|ledger| ledger.read_days(days.max(1), now))
-        .unwrap_or_default();
-    let cost = crate::usage::cost(&usage_days, &config.usage);
-    let totals = crate::usage::DayUsage::from_records("total", &[]);
-    let totals = usage_days.iter().fold(totals, |mut t, d| {
-        t.requests += d.requests;
-        t.completed += d.completed;
-        t.cancelled += d.cancelled;
-        t.failed += d.failed;
-        t.completions += d.completions;
-        t.chats += d.chats;
-        t.remote_requests += d.remote_requests;
-        t.prompt_tokens += d.prompt_tokens;
-        t.reused_tokens += d.reused_tokens;
-        t.generated_tokens += d.generated_tokens;
-        t.local_busy_secs += d.local_busy_secs;
-        t
-    });
-
-    // The running sidecar's own numbers, when there is one (never started for this).
-    let (sidecar, sidecar_note) = if config.backend.kind == "openai" {
-        (
-            None,
-            format!(
-                "backend: OpenAI-compatible server at {}",
-                config.backend.openai_url
-            ),
-        )
-    } else {
-        match crate::backend::launch_options(
-            &config,
-            std::env::var_os("HEARTH_RUNTIME_DIR").map(PathBuf::from),
-        ) {
-            Ok(options) => {
-                let connected = match options.endpoint() {
-                    Ok(endpoint) => hearth_protocol::SidecarClient::connect(
-                        &endpoint,
-                        "hearth stats",
-                        std::time::Duration::from_secs(5),
-                    )
-                    .await
-                    .ok(),
-                    Err(_) => None,
-                };
-                match connected {
-                    Some(client) => (Some(client.stats().await?), String::new()),
-                    None => (
-                        None,
-                        format!("no sidecar is running for {}", options.model_path.display()),
-                    ),
-                }
-            }
-            Err(message) => (None, message),
-        }
+    let (usage_days, totals) = match &ledger {
+        Some(ledger) => crate::usage::ReadLedger::read(ledger, days, now),
+        None => (Vec::new(), crate::usage::DayUsage::from_records("total", &[])),
     };
+    let cost = crate::usage::cost(&usage_days, &config.usage);
+
+    // The configured backend: a remote server is asked whether it answers; local sidecars are
+    // listed (every one of this user that answers, however it was started).
+    let remote = if config.backend.kind == "openai" {
+        let mut options = crate::backend::remote_options(&config).map_err(anyhow::Error::msg)?;
+        options.request_timeout = options.request_timeout.min(std::time::Duration::from_secs(10));
+        options.max_retries = 0;
+        let answer = hearth_protocol::SidecarClient::connect_remote(options, "hearth stats").await;
+        Some(match answer {
+            Ok(client) => serde_json::json!({
+                "url": config.backend.openai_url,
+                "answers": true,
+                "model": client.model().name,
+                "context": client.hello().engine.n_ctx_per_slot,
+                "fim": client.model().fim.can_infill(),
+            }),
+            Err(error) => serde_json::json!({
+                "url": config.backend.openai_url,
+                "answers": false,
+                "error": error.to_string(),
+            }),
+        })
+    } else {
+        None
+    };
+    let sidecars = running_sidecars().await;
 
     if json {
         let value = serde_json::json!({
             "usage": {
+                "enabled": config.usage.enabled,
                 "ledger": ledger.as_ref().map(|l| l.dir().display().to_string()),
                 "days": usage_days,
                 "totals": totals,
                 "cost": cost,
                 "prices": config.usage,
             },
-            "sidecar": sidecar,
+            "backend": config.backend.kind,
+            "remote": remote,
+            "sidecars": sidecars.iter().map(|(socket, stats)| serde_json::json!({
+                "socket": socket,
+                "stats": stats,
+            })).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
 
+    let span = if days == 1 {
+        "today".to_string()
+    } else {
+        format!("the last {days} days")
+    };
     match &ledger {
         Some(ledger) if !usage_days.is_empty() => {
-            println!("usage, last {days} days ({}):", ledger.dir().display());
-            println!(
+            outln!("usage, {span} ({}):", ledger.dir().display());
+            outln!(
                 "  {:<10} {:>8} {:>9} {:>6} {:>12} {:>7} {:>10} {:>8} {:>8}",
                 "date",
                 "requests",
@@ -505,13 +550,13 @@ async fn stats(days: u32, json: bool, model: Option<String>) -> anyhow::Result<E
                 "p50 ms",
                 "p95 ms"
             );
-            for day in &usage_days {
+            let row = |day: &crate::usage::DayUsage| {
                 let reused = if day.prompt_tokens > 0 {
                     100.0 * day.reused_tokens as f64 / day.prompt_tokens as f64
                 } else {
                     0.0
                 };
-                println!(
+                outln!(
                     "  {:<10} {:>8} {:>9} {:>6} {:>12} {:>6.1}% {:>10} {:>8.0} {:>8.0}",
                     day.date,
                     day.requests,
@@ -523,9 +568,16 @@ async fn stats(days: u32, json: bool, model: Option<String>) -> anyhow::Result<E
                     day.p50_ms,
                     day.p95_ms
                 );
+            };
+            usage_days.iter().for_each(row);
+            if usage_days.len() > 1 {
+                row(&totals);
+            }
+            if totals.unreadable_lines > 0 {
+                outln!("  ({} unreadable ledger lines skipped)", totals.unreadable_lines);
             }
             let prices = &config.usage;
-            println!(
+            outln!(
                 "  cloud equivalent: {:.4} ({} uncached + {} cached input tokens at {}/{} per M, {} output at {} per M)",
                 cost.cloud_cost,
                 totals.prompt_tokens - totals.reused_tokens.min(totals.prompt_tokens),
@@ -535,8 +587,8 @@ async fn stats(days: u32, json: bool, model: Option<String>) -> anyhow::Result<E
                 totals.generated_tokens,
                 prices.cloud_output_per_mtok
             );
-            println!(
-                "  local energy: {:.4} kWh = {:.4} ({:.0} s of engine time at {} W, {} per kWh); saved {:.4}",
+            outln!(
+                "  local energy: {:.4} kWh = {:.4} ({:.0} s of local engine time at {} W, {} per kWh); saved {:.4}",
                 cost.energy_kwh,
                 cost.energy_cost,
                 totals.local_busy_secs,
@@ -545,56 +597,84 @@ async fn stats(days: u32, json: bool, model: Option<String>) -> anyhow::Result<E
                 cost.saved
             );
             match cost.break_even_days {
-                Some(days) => println!(
-                    "  break-even: hardware cost {} paid back in {days:.0} days at this rate",
+                Some(days) => outln!(
+                    "  break-even: hardware cost {} paid back in {days:.0} days of use like these",
                     prices.hardware_cost
                 ),
                 None if prices.hardware_cost > 0.0 => {
-                    println!("  break-even: never at this rate (nothing saved)")
+                    outln!("  break-even: never at this rate (nothing saved)")
                 }
                 None => {}
             }
         }
-        Some(ledger) => println!(
-            "usage: nothing recorded in the last {days} days ({})",
-            ledger.dir().display()
-        ),
-        None => println!("usage: no data directory for the ledger"),
+        Some(ledger) => outln!("usage: nothing recorded {span} ({})", ledger.dir().display()),
+        None => outln!("usage: no data directory for the ledger"),
+    }
+    if !config.usage.enabled {
+        outln!("  (the ledger is off: usage.enabled = false)");
     }
 
-    match sidecar {
-        Some(stats) => {
-            let reuse = if stats.prompt_tokens_total > 0 {
-                100.0 * stats.reused_tokens_total as f64 / stats.prompt_tokens_total as f64
-            } else {
-                0.0
-            };
-            println!(
-                "sidecar pid {} up {:.0}s, model {} ({})",
-                stats.pid, stats.uptime_secs, stats.model.name, stats.model.architecture
-            );
-            println!(
-                "  requests: {} total, {} completed, {} cancelled, {} failed, {} refused busy",
-                stats.requests_total,
-                stats.requests_completed,
-                stats.requests_cancelled,
-                stats.requests_failed,
-                stats.requests_rejected_busy
-            );
-            println!(
-                "  tokens: {} prompt ({reuse:.1}% reused from cache), {} evaluated, {} generated",
-                stats.prompt_tokens_total, stats.evaluated_tokens_total, stats.generated_tokens_total
-            );
-            println!(
-                "  memory: {:.1} MiB resident; clients connected: {}",
-                stats.resident_memory_bytes as f64 / 1048576.0,
-                stats.clients_connected
-            );
-            if let Some(address) = &stats.openai_listen {
-                println!("  OpenAI-compatible API: http://{address}/v1");
-            }
+    if let Some(remote) = &remote {
+        match remote["answers"].as_bool() {
+            Some(true) => outln!(
+                "backend: OpenAI-compatible server at {} answers: model {}, context {}, FIM {}",
+                remote["url"].as_str().unwrap_or_default(),
+                remote["model"].as_str().unwrap_or_default(),
+                remote["context"],
+                if remote["fim"].as_bool() == Some(true) {
+                    "yes"
+                } else {
+                    "no"
+                }
+            ),
+            _ => outln!(
+                "backend: OpenAI-compatible server at {} does not answer: {}",
+                remote["url"].as_str().unwrap_or_default(),
+                remote["error"].as_str().unwrap_or_default()
+            ),
         }
-        None => println!("{sidecar_note}"),
+    }
+    if sidecars.is_empty() && remote.is_none() {
+        outln!("no sidecar is running (one starts with the first completion)");
+    }
+    for (socket, stats) in &sidecars {
+        let reuse = if stats.prompt_tokens_total > 0 {
+            100.0 * stats.reused_tokens_total as f64 / stats.prompt_tokens_total as f64
+        } else {
+            0.0
+        };
+        outln!(
+            "sidecar pid {} up {:.0}s, model {} ({}), {} slots of {} tokens ({})",
+            stats.pid,
+            stats.uptime_secs,
+            stats.model.name,
+            stats.model.architecture,
+            stats.engine.n_parallel,
+            stats.engine.n_ctx_per_slot,
+            socket.display()
+        );
+        outln!(
+            "  requests: {} total, {} completed, {} cancelled, {} failed, {} refused busy",
+            stats.requests_total,
+            stats.requests_completed,
+            stats.requests_cancelled,
+            stats.requests_failed,
+            stats.requests_rejected_busy
+        );
+        outln!(
+            "  tokens: {} prompt ({reuse:.1}% reused from cache), {} evaluated, {} generated",
+            stats.prompt_tokens_total,
+            stats.evaluated_tokens_total,
+            stats.generated_tokens_total
+        );
+        outln!(
+            "  memory: {:.1} MiB resident; clients connected: {}",
+            stats.resident_memory_bytes as f64 / 1048576.0,
+            stats.clients_connected
+        );
+        if let Some(address) = &stats.openai_listen {
+            outln!("  OpenAI-compatible API: http://{address}/v1");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -622,7 +702,7 @@ async fn build_index(engine: &Arc<ContextEngine>) {
 
 pub fn print_manifest(manifest: &crate::context::Manifest) {
     let selection = &manifest.selection;
-    println!(
+    outln!(
         "context: {} snippets, {} of {} tokens (counted with the {}), {} candidates, {:.1} ms, {} files indexed",
         selection.snippets.len(),
         selection.total_tokens,
@@ -633,7 +713,7 @@ pub fn print_manifest(manifest: &crate::context::Manifest) {
         manifest.indexed_files
     );
     for snippet in &selection.snippets {
-        println!(
+        outln!(
             "  {}:{}-{}  {:?}  {} tokens  score {:.2}  {}",
             snippet.path,
             snippet.start_line,
@@ -666,7 +746,7 @@ fn pull(name: &str) -> anyhow::Result<ExitCode> {
         "hearth: default model {action} ({:.1} MB)",
         outcome.size_bytes as f64 / 1e6
     );
-    println!("{}", outcome.path.display());
+    outln!("{}", outcome.path.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -687,14 +767,14 @@ fn list_models(json: bool) -> anyhow::Result<ExitCode> {
         }));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
-        println!("no GGUF models found; run `hearth model pull default` or pass a GGUF path with --model");
+        outln!("no GGUF models found; run `hearth model pull default` or pass a GGUF path with --model");
     }
     for row in &rows {
-        println!(
+        outln!(
             "{:<48} {:>8.1} MiB  {:<12} {:<8} FIM: {:<3} {}",
             row["name"].as_str().unwrap_or(""),
             row["size_bytes"].as_u64().unwrap_or(0) as f64 / 1048576.0,
@@ -709,7 +789,7 @@ fn list_models(json: bool) -> anyhow::Result<ExitCode> {
         );
     }
     if !rows.iter().any(|row| row["fim"].as_bool() == Some(true)) && !rows.is_empty() {
-        println!("\nnone of these has fill-in-the-middle tokens: for completions a FIM coder model (Qwen2.5-Coder, DeepSeek-Coder, StarCoder2, Codestral) does much better");
+        outln!("\nnone of these has fill-in-the-middle tokens: for completions a FIM coder model (Qwen2.5-Coder, DeepSeek-Coder, StarCoder2, Codestral) does much better");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -728,14 +808,14 @@ fn doctor(model: Option<String>, ctx: u32, json: bool) -> anyhow::Result<ExitCod
     let hardware = hearth_models::hardware::detect_hardware();
     let report = hearth_models::doctor_report(model_path.as_deref(), ctx, &hardware);
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{report}");
+        outln!("{report}");
         let backends: Vec<&str> = ["cuda", "vulkan", "metal"]
             .into_iter()
             .filter(|b| sidecar_has_backend(b))
             .collect();
-        println!(
+        outln!(
             "build: hearth-sidecar GPU backends compiled in: {}",
             if backends.is_empty() {
                 "none (CPU only)".to_string()
@@ -744,7 +824,7 @@ fn doctor(model: Option<String>, ctx: u32, json: bool) -> anyhow::Result<ExitCod
             }
         );
         if backends.is_empty() && !hardware.gpus.is_empty() {
-            println!("  a GPU is present but unused: rebuild with `cargo build --release --features hearth-sidecar/cuda` (NVIDIA), `vulkan`, or `metal` (Apple)");
+            outln!("  a GPU is present but unused: rebuild with `cargo build --release --features hearth-sidecar/cuda` (NVIDIA), `vulkan`, or `metal` (Apple)");
         }
     }
     Ok(ExitCode::SUCCESS)

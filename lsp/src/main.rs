@@ -1,5 +1,24 @@
 //! `hearth`: the language server (`hearth lsp`) and the command line around it.
 
+/// `println!` for the command line. A closed stdout (`hearth context --json | head`) ends the
+/// process the way SIGPIPE would; SIGPIPE itself stays ignored, so a network peer hanging up is
+/// an error with a message, not a silent death.
+macro_rules! outln {
+    () => {
+        $crate::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for the command line (see [`outln!`]).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!($($arg)*))
+    };
+}
+
 mod actions;
 mod backend;
 mod cli;
@@ -19,14 +38,6 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
-    #[cfg(unix)]
-    if !args.is_lsp() {
-        // `hearth context --json | head`: end quietly on a closed pipe, as other CLI tools do.
-        // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
-    }
     // stdout is the LSP channel: logs always go to stderr.
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -49,4 +60,22 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(cli::run(args))
+}
+
+pub fn write_stdout(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let result = std::io::stdout().lock().write_fmt(args);
+    if let Err(error) = result {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            // The reader is gone: end as `head`'s other writers do.
+            #[cfg(unix)]
+            // SAFETY: restoring the default disposition and raising the signal ends the process.
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                libc::raise(libc::SIGPIPE);
+            }
+            std::process::exit(141);
+        }
+        let _ = writeln!(std::io::stderr(), "hearth: cannot write to stdout: {error}");
+    }
 }

@@ -502,7 +502,7 @@ impl HearthServer {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             let today = crate::usage::Ledger::open_default()
-                .and_then(|ledger| ledger.read_days(1, now).pop())
+                .and_then(|ledger| crate::usage::ReadLedger::read_days(&ledger, 1, now).pop())
                 .map_or(Value::Null, |day| serde_json::to_value(day).unwrap_or(Value::Null));
             Ok(json!({ "server": server, "sidecar": sidecar, "usageToday": today }))
         })

@@ -93,7 +93,7 @@ pub enum Job {
 }
 
 impl Job {
-    fn priority(&self) -> Priority {
+    pub fn priority(&self) -> Priority {
         match self {
             Job::Complete(params) => params.priority,
             Job::Chat(params) => params.priority,

@@ -45,6 +45,10 @@ struct Args {
     /// beyond loopback).
     #[arg(long, value_name = "VAR")]
     openai_api_key_env: Option<String>,
+    /// Do not record requests served over HTTP in the usage ledger (`hearth stats` shows them as
+    /// `served`; counts and timings only, never text).
+    #[arg(long)]
+    no_usage_ledger: bool,
     #[command(flatten)]
     engine: EngineFlags,
 }
@@ -185,8 +189,9 @@ fn engine_config(args: &Args) -> anyhow::Result<EngineConfig> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,llama_cpp_2=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,llama_cpp_2=warn,llama-cpp-2=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -223,6 +228,7 @@ fn main() -> ExitCode {
         idle_timeout_secs: args.idle_timeout,
         openai_listen: args.openai_listen,
         openai_api_key,
+        usage_ledger: !args.no_usage_ledger,
     };
     server::serve(config, options)
 }

@@ -29,10 +29,21 @@ use crate::server::{LoadState, Shared};
 struct Api {
     shared: Arc<Shared>,
     api_key: Option<String>,
+    /// Requests served over HTTP go into this user's usage ledger (as `served`).
+    ledger: Option<hearth_protocol::ledger::Ledger>,
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, api_key: Option<String>) {
-    let api = Arc::new(Api { shared, api_key });
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    api_key: Option<String>,
+    ledger: Option<hearth_protocol::ledger::Ledger>,
+) {
+    let api = Arc::new(Api {
+        shared,
+        api_key,
+        ledger,
+    });
     let app = Router::new()
         .route("/health", get(health))
         .route("/v1/health", get(health))
@@ -150,9 +161,20 @@ impl Api {
     }
 
     /// Queue a job under a connection of its own; the guard cancels it if the HTTP side goes away.
-    fn submit(&self, job: Job) -> (Submitted, mpsc::UnboundedReceiver<SidecarMessage>) {
+    fn submit(&self, job: Job, model: &str) -> (Submitted, mpsc::UnboundedReceiver<SidecarMessage>) {
         let connection = self.shared.next_connection.fetch_add(1, Ordering::Relaxed);
         let (sink, receiver) = mpsc::unbounded_channel();
+        let usage = Usage {
+            ledger: self.ledger.clone(),
+            kind: if matches!(job, Job::Chat(_)) {
+                "chat"
+            } else {
+                "completion"
+            },
+            priority: job.priority(),
+            model: model.to_string(),
+            started: std::time::Instant::now(),
+        };
         let _ = self.shared.commands.send(Command::Submit {
             connection,
             id: 1,
@@ -164,17 +186,53 @@ impl Api {
                 commands: self.shared.commands.clone(),
                 connection,
                 finished: false,
+                usage,
             },
             receiver,
         )
     }
 }
 
-/// Cancels the engine request when dropped before it finished (the client disconnected).
+/// Cancels the engine request when dropped before it finished (the client disconnected), and
+/// records how the request ended in the usage ledger.
 struct Submitted {
     commands: crossbeam_channel::Sender<Command>,
     connection: u64,
     finished: bool,
+    usage: Usage,
+}
+
+struct Usage {
+    ledger: Option<hearth_protocol::ledger::Ledger>,
+    kind: &'static str,
+    priority: Priority,
+    model: String,
+    started: std::time::Instant,
+}
+
+impl Submitted {
+    fn finish(&mut self, outcome: UsageOutcome, metrics: Option<RequestMetrics>) {
+        self.finished = true;
+        let Some(ledger) = &self.usage.ledger else { return };
+        let event = UsageEvent {
+            kind: self.usage.kind,
+            priority: self.usage.priority,
+            remote: false,
+            model: self.usage.model.clone(),
+            outcome,
+            metrics,
+            elapsed_ms: self.usage.started.elapsed().as_secs_f64() * 1000.0,
+        };
+        let mut record =
+            hearth_protocol::ledger::Record::from_event(&event, hearth_protocol::ledger::now_secs());
+        record.backend = "served".into();
+        if let Err(error) = ledger.append(&record) {
+            tracing::warn!(
+                "cannot write the usage ledger in {}: {error}",
+                ledger.dir().display()
+            );
+        }
+    }
 }
 
 impl Drop for Submitted {
@@ -184,6 +242,7 @@ impl Drop for Submitted {
                 connection: self.connection,
                 id: 1,
             });
+            self.finish(UsageOutcome::Cancelled, None);
         }
     }
 }
@@ -198,9 +257,10 @@ async fn models(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Json<
     Ok(Json(json!({
         "object": "list",
         "data": [{
-            "id": model.name,
+            "id": model_id(&model),
+            "name": model.name,
             "object": "model",
-            "created": api.shared.started.elapsed().as_secs(),
+            "created": created().saturating_sub(api.shared.started.elapsed().as_secs()),
             "owned_by": "hearth",
             "max_model_len": engine.n_ctx_per_slot,
             "meta": { "n_ctx_train": model.n_ctx_train, "n_params": model.n_params, "n_vocab": model.n_vocab },
@@ -319,6 +379,13 @@ fn priority(body: &Value) -> Priority {
     }
 }
 
+fn outcome_of(kind: ErrorKind) -> UsageOutcome {
+    match kind {
+        ErrorKind::Cancelled => UsageOutcome::Cancelled,
+        _ => UsageOutcome::Failed,
+    }
+}
+
 fn finish_reason(reason: StopReason) -> &'static str {
     match reason {
         StopReason::EndOfGeneration | StopReason::StopString => "stop",
@@ -393,9 +460,20 @@ fn answer_json(
     value
 }
 
+/// The model's id in the API: its file name without `.gguf` (the GGUF's display name may hold
+/// spaces; llama-server also names a model by its file).
+fn model_id(model: &ModelInfo) -> String {
+    std::path::Path::new(&model.path)
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .filter(|stem| !stem.is_empty())
+        .unwrap_or_else(|| model.name.clone())
+}
+
 async fn generate(api: Arc<Api>, route: Route, job: Job, stream: bool) -> Result<Response, ApiError> {
     let (model, _) = api.ready()?;
-    let (mut submitted, mut receiver) = api.submit(job);
+    let model_name = model_id(&model);
+    let (mut submitted, mut receiver) = api.submit(job, &model_name);
     let id = format!(
         "{}-{}",
         if route == Route::Chat { "chatcmpl" } else { "cmpl" },
@@ -406,12 +484,12 @@ async fn generate(api: Arc<Api>, route: Route, job: Job, stream: bool) -> Result
             match receiver.recv().await {
                 Some(SidecarMessage::Token { .. }) => {}
                 Some(SidecarMessage::Done { outcome, .. }) => {
-                    submitted.finished = true;
+                    submitted.finish(UsageOutcome::Completed, Some(outcome.metrics.clone()));
                     let finish = finish_reason(outcome.stop_reason);
                     let body = answer_json(
                         route,
                         &id,
-                        &model.name,
+                        &model_name,
                         &outcome.text,
                         Some(finish),
                         Some(&outcome.metrics),
@@ -420,7 +498,7 @@ async fn generate(api: Arc<Api>, route: Route, job: Job, stream: bool) -> Result
                     return Ok(Json(body).into_response());
                 }
                 Some(SidecarMessage::Error { kind, message, .. }) => {
-                    submitted.finished = true;
+                    submitted.finish(outcome_of(kind), None);
                     return Err(engine_error(kind, message));
                 }
                 Some(_) => {}
@@ -437,13 +515,13 @@ async fn generate(api: Arc<Api>, route: Route, job: Job, stream: bool) -> Result
     // Streaming: the first message decides the status (a refusal is an HTTP error, not a stream).
     let first = receiver.recv().await;
     if let Some(SidecarMessage::Error { kind, message, .. }) = &first {
-        submitted.finished = true;
+        submitted.finish(outcome_of(*kind), None);
         return Err(engine_error(*kind, message.clone()));
     }
     let state = (Some(first), receiver, submitted, false);
     let events = futures::stream::unfold(state, move |(first, mut receiver, mut submitted, done)| {
         let id = id.clone();
-        let model = model.name.clone();
+        let model = model_name.clone();
         async move {
             if done {
                 return None;
@@ -459,14 +537,14 @@ async fn generate(api: Arc<Api>, route: Route, job: Job, stream: bool) -> Result
                     (vec![Event::default().data(chunk.to_string())], false)
                 }
                 Some(SidecarMessage::Done { outcome, .. }) => {
-                    submitted.finished = true;
+                    submitted.finish(UsageOutcome::Completed, Some(outcome.metrics.clone()));
                     let finish = finish_reason(outcome.stop_reason);
                     let last =
                         answer_json(route, &id, &model, "", Some(finish), Some(&outcome.metrics), true);
                     (vec![Event::default().data(last.to_string()), done_event()], true)
                 }
                 Some(SidecarMessage::Error { message, kind, .. }) => {
-                    submitted.finished = true;
+                    submitted.finish(outcome_of(kind), None);
                     let error = json!({ "error": { "message": message, "type": format!("{kind:?}") } });
                     (vec![Event::default().data(error.to_string()), done_event()], true)
                 }

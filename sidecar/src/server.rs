@@ -25,6 +25,8 @@ pub struct ServerOptions {
     pub openai_listen: Option<std::net::SocketAddr>,
     /// Bearer token the HTTP API requires (from `--openai-api-key-env`).
     pub openai_api_key: Option<String>,
+    /// Record requests served over HTTP in the user's usage ledger.
+    pub usage_ledger: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -93,7 +95,8 @@ pub fn serve(config: EngineConfig, options: ServerOptions) -> ExitCode {
         Ok(Some(lock)) => lock,
         Ok(None) => {
             tracing::info!(
-                "another hearth-sidecar already serves {}; exiting",
+                "another hearth-sidecar already serves {} (same model and settings); exiting. \
+                 Stop it, or give this one its own --socket PATH",
                 endpoint.socket_path.display()
             );
             return ExitCode::from(EXIT_ALREADY_RUNNING as u8);
@@ -186,10 +189,15 @@ async fn serve_async(config: EngineConfig, options: ServerOptions, endpoint: End
             .map_or(address.to_string(), |a| a.to_string());
         tracing::info!("OpenAI-compatible API on http://{bound}/v1");
         let _ = shared.openai_listen.set(bound);
+        let ledger = options
+            .usage_ledger
+            .then(hearth_protocol::ledger::Ledger::open_default)
+            .flatten();
         tokio::spawn(crate::openai::serve(
             listener,
             shared.clone(),
             options.openai_api_key.clone(),
+            ledger,
         ));
     }
 

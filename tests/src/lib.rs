@@ -116,6 +116,8 @@ pub fn sidecar_command(model: &Path, endpoint: &Endpoint, extra: &[&str]) -> Com
         .arg("--lock-file")
         .arg(&endpoint.lock_path)
         .args(["--idle-timeout", "0", "--threads", "2"])
+        // Requests served over HTTP go to a private usage ledger.
+        .env("HEARTH_DATA_DIR", endpoint.runtime_dir.join("data"))
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -215,7 +215,7 @@ pub async fn run(
     match command.format {
         ReviewFormat::Text => {
             for finding in &findings {
-                println!(
+                outln!(
                     "{}:{}:{}: {}: {} [{}]",
                     finding.path,
                     finding.line,
@@ -238,9 +238,9 @@ pub async fn run(
                 "files_failed": failed,
                 "findings": findings,
             });
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            outln!("{}", serde_json::to_string_pretty(&report)?);
         }
-        ReviewFormat::Sarif => println!(
+        ReviewFormat::Sarif => outln!(
             "{}",
             serde_json::to_string_pretty(&sarif(&findings, &client.model().name))?
         ),
@@ -248,6 +248,9 @@ pub async fn run(
     let failing = fail_on.is_some_and(|threshold| findings.iter().any(|f| f.severity >= threshold));
     Ok(if failing {
         ExitCode::from(1)
+    } else if !failed.is_empty() {
+        // A file that could not be reviewed is not a clean file: the review did not run there.
+        ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     })

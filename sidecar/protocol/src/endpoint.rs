@@ -65,10 +65,15 @@ impl Endpoint {
     }
 }
 
-/// The per-user directory for sockets, locks and logs, created with mode 0700.
+/// The per-user directory for sockets, locks and logs, created with mode 0700:
+/// `$HEARTH_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/hearth`, else `$TMPDIR/hearth-<uid>`.
 pub fn private_runtime_dir() -> io::Result<PathBuf> {
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(base) if !base.is_empty() => PathBuf::from(base).join("hearth"),
+    let dir = match (
+        std::env::var_os("HEARTH_RUNTIME_DIR"),
+        std::env::var_os("XDG_RUNTIME_DIR"),
+    ) {
+        (Some(dir), _) if !dir.is_empty() => PathBuf::from(dir),
+        (_, Some(base)) if !base.is_empty() => PathBuf::from(base).join("hearth"),
         _ => std::env::temp_dir().join(format!("hearth-{}", current_uid())),
     };
     ensure_private_dir(&dir)?;

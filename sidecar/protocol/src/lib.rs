@@ -8,6 +8,7 @@ pub mod client;
 pub mod endpoint;
 pub mod framing;
 pub mod launch;
+pub mod ledger;
 pub mod messages;
 pub mod remote;
 

@@ -231,6 +231,12 @@ impl SidecarClient {
         if let Some(path) = &options.ca_file {
             let pem = std::fs::read(path)
                 .map_err(|e| ClientError::Remote(format!("cannot read CA file {}: {e}", path.display())))?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(ClientError::Remote(format!(
+                    "CA file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                    path.display()
+                )));
+            }
             let certificate = reqwest::Certificate::from_pem(&pem)
                 .map_err(|e| ClientError::Remote(format!("CA file {}: {e}", path.display())))?;
             builder = builder.add_root_certificate(certificate);
@@ -258,7 +264,7 @@ impl SidecarClient {
 
         // The model list doubles as the reachability and auth check.
         let listed = state
-            .get_json(&format!("{base}/models"), Duration::from_secs(15))
+            .get_json(&format!("{base}/models"), options.request_timeout)
             .await
             .map_err(|e| {
                 ClientError::Remote(format!("cannot use the OpenAI-compatible server at {base}: {e}"))
@@ -989,6 +995,15 @@ fn describe_reqwest(error: &reqwest::Error) -> String {
         message.push_str(": ");
         message.push_str(&cause.to_string());
         source = cause.source();
+    }
+    if message.contains("InvalidContentType") || message.contains("corrupt message") {
+        message.push_str(
+            " (the server does not speak TLS: is backend.openai-url http:// rather than https://?)",
+        );
+    } else if message.contains("Connection refused") {
+        message.push_str(" (is the server running, on that port?)");
+    } else if message.contains("certificate") {
+        message.push_str(" (a server behind a private CA needs backend.openai-ca-file)");
     }
     message
 }
