@@ -145,14 +145,19 @@ pub(crate) fn analyze_text(language: LanguageId, text: &str, with_windows: bool)
     let starts = line_starts(text);
     let mut definitions = Vec::new();
     let mut imports = Vec::new();
-    if let Some(outline) = hearth_grammars::outline(language, text) {
+    if let Some(mut outline) = hearth_grammars::outline(language, text) {
         definitions.reserve(outline.definitions.len());
-        for extracted in &outline.definitions {
+        let signature_end_lines: Vec<usize> = outline
+            .definitions
+            .iter()
+            .map(|definition| definition.signature_end_line)
+            .collect();
+        for extracted in &mut outline.definitions {
             // Doc lines may not reach into the enclosing definition's header.
             let lowest_line = extracted
                 .parent
-                .and_then(|parent| outline.definitions.get(parent))
-                .map(|parent| parent.signature_end_line + 1)
+                .and_then(|parent| signature_end_lines.get(parent))
+                .map(|&signature_end_line| signature_end_line + 1)
                 .unwrap_or(0);
             let doc_start_line = doc_start(
                 language,
@@ -165,7 +170,7 @@ pub(crate) fn analyze_text(language: LanguageId, text: &str, with_windows: bool)
                 .get(extracted.byte_range.start..extracted.signature_end_byte)
                 .unwrap_or("");
             definitions.push(Definition {
-                name: extracted.name.as_str().into(),
+                name: std::mem::take(&mut extracted.name).into_boxed_str(),
                 kind: extracted.kind,
                 start_byte: to_u32(extracted.byte_range.start),
                 end_byte: to_u32(extracted.byte_range.end),
@@ -179,7 +184,7 @@ pub(crate) fn analyze_text(language: LanguageId, text: &str, with_windows: bool)
         }
         imports = outline
             .imports
-            .iter()
+            .into_iter()
             .map(|extracted| Import {
                 text: truncate_at_char_boundary(
                     text.get(extracted.byte_range.clone()).unwrap_or(""),
@@ -188,8 +193,12 @@ pub(crate) fn analyze_text(language: LanguageId, text: &str, with_windows: bool)
                 .into(),
                 start_line: to_u32(extracted.start_line + 1),
                 end_line: to_u32(extracted.end_line + 1),
-                modules: extracted.modules.iter().map(|m| m.as_str().into()).collect(),
-                names: extracted.names.iter().map(|n| n.as_str().into()).collect(),
+                modules: extracted
+                    .modules
+                    .into_iter()
+                    .map(String::into_boxed_str)
+                    .collect(),
+                names: extracted.names.into_iter().map(String::into_boxed_str).collect(),
             })
             .collect();
     }

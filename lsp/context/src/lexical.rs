@@ -1,29 +1,51 @@
 //! Lexical tokens: identifiers scanned without a parser, hashed for the similarity index.
 
+/// Byte classes for [`identifier_ranges`]: bit 0 starts a word (`[A-Za-z_$]`), bit 1
+/// continues a word (`[A-Za-z0-9_$]`), bit 2 continues a number (`[A-Za-z0-9_]`).
+const WORD_START: u8 = 1;
+const WORD_CONTINUE: u8 = 2;
+const NUMBER_CONTINUE: u8 = 4;
+const BYTE_CLASSES: [u8; 256] = {
+    let mut classes = [0u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        let alphabetic = b.is_ascii_alphabetic();
+        let mut class = 0;
+        if alphabetic || b == b'_' || b == b'$' {
+            class |= WORD_START | WORD_CONTINUE;
+        }
+        if b.is_ascii_digit() {
+            class |= WORD_CONTINUE;
+        }
+        if alphabetic || b.is_ascii_digit() || b == b'_' {
+            class |= NUMBER_CONTINUE;
+        }
+        classes[byte] = class;
+        byte += 1;
+    }
+    classes
+};
+
 /// Byte ranges of identifier-like words (`[A-Za-z_$][A-Za-z0-9_$]*`, ASCII) in `text`.
 pub(crate) fn identifier_ranges(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
     let bytes = text.as_bytes();
     let mut position = 0;
+    let class = |byte: u8| BYTE_CLASSES[byte as usize];
     std::iter::from_fn(move || {
         while position < bytes.len() {
             let byte = bytes[position];
-            if byte.is_ascii_alphabetic() || byte == b'_' || byte == b'$' {
+            if class(byte) & WORD_START != 0 {
                 let start = position;
                 position += 1;
-                while position < bytes.len()
-                    && (bytes[position].is_ascii_alphanumeric()
-                        || bytes[position] == b'_'
-                        || bytes[position] == b'$')
-                {
+                while position < bytes.len() && class(bytes[position]) & WORD_CONTINUE != 0 {
                     position += 1;
                 }
                 return Some((start, position));
             }
             if byte.is_ascii_digit() {
                 // Skip numbers and their suffixes (`0x1f`, `10u32`) as one unit.
-                while position < bytes.len()
-                    && (bytes[position].is_ascii_alphanumeric() || bytes[position] == b'_')
-                {
+                while position < bytes.len() && class(bytes[position]) & NUMBER_CONTINUE != 0 {
                     position += 1;
                 }
                 continue;
