@@ -383,3 +383,68 @@ fn two_editor_windows_share_one_sidecar() {
         client.shutdown();
     }
 }
+
+#[test]
+fn an_editor_gets_ghost_text_from_a_remote_server() {
+    // The "remote" server is a sidecar serving the default model over its OpenAI-compatible API.
+    let server = SidecarProcess::start(
+        &default_model(),
+        &[
+            "--openai-listen",
+            "127.0.0.1:0",
+            "--ctx-size",
+            "4096",
+            "--parallel",
+            "2",
+        ],
+    );
+    let address = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let ipc = server.connect("lsp remote test").await;
+        ipc.stats().await.unwrap().openai_listen.expect("an HTTP address")
+    });
+    let runtime = private_dir();
+    let ws = workspace();
+    let path = ws.path().join("shop").join("pricing.py");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut client = start(runtime.path());
+    let options = json!({"hearth": {
+        "completion": {"debounceMs": 0, "maxTokens": 24},
+        "backend": {"kind": "openai", "openaiUrl": format!("http://{address}/v1"), "openaiTimeoutSecs": 900},
+    }});
+    client.initialize(ws.path(), &["utf-16"], options);
+    let uri = client.open(&path, "python", &text);
+    let end_line = text.lines().count() as u32;
+    client.notify(
+        "textDocument/didChange",
+        json!({
+            "textDocument": {"uri": uri, "version": 2},
+            "contentChanges": [{"range": {"start": {"line": end_line, "character": 0}, "end": {"line": end_line, "character": 0}}, "text": "\n\ndef total_with_tax(order: Order) -> int:\n    "}]
+        }),
+    );
+    let id = inline(&mut client, &uri, end_line + 3, 4);
+    let response = client.response(id);
+    let items = inline_items(&response);
+    assert_eq!(items.len(), 1, "{response}");
+    assert!(!items[0]["insertText"].as_str().unwrap().trim().is_empty());
+
+    let stats = client.request("hearth/stats", Value::Null);
+    let today = &stats["result"]["usageToday"];
+    assert_eq!(today["remote_requests"], 1, "{stats}");
+    assert_eq!(today["completed"], 1, "{stats}");
+    // The HTTP server answered it (its own numbers), and no local sidecar was started.
+    let recent = stats["result"]["sidecar"]["recent"].as_array().unwrap().clone();
+    assert_eq!(recent.len(), 1, "{stats}");
+    assert_eq!(today["prompt_tokens"], recent[0]["prompt_tokens"]);
+    let sockets = std::fs::read_dir(runtime.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "sock")
+        })
+        .count();
+    assert_eq!(sockets, 0, "no sidecar of our own");
+    client.shutdown();
+}
