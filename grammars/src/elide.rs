@@ -35,16 +35,55 @@ pub(crate) struct Lexer<'text> {
     pub(crate) token_start: usize,
 }
 
+/// First offset of `needle` in `haystack`, eight bytes at a time (comments are long).
 fn find_byte(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&byte| byte == needle)
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let pattern = ONES.wrapping_mul(u64::from(needle));
+    let mut chunks = haystack.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word) ^ pattern;
+        // Non-zero exactly when some byte of `word` is zero, i.e. matched `needle`.
+        if word.wrapping_sub(ONES) & !word & HIGHS != 0 {
+            return chunk
+                .iter()
+                .position(|&byte| byte == needle)
+                .map(|found| offset + found);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&byte| byte == needle)
+        .map(|found| offset + found)
 }
 
+/// Bit 0: starts a word (`[A-Za-z_]`, non-ASCII); bit 1: continues one (`[A-Za-z0-9_]`,
+/// non-ASCII).
+const WORD_CLASSES: [u8; 256] = {
+    let mut classes = [0u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        let start = b.is_ascii_alphabetic() || b == b'_' || b >= 0x80;
+        classes[byte] = (start as u8) | (((start || b.is_ascii_digit()) as u8) << 1);
+        byte += 1;
+    }
+    classes
+};
+
+#[inline]
 pub(crate) fn is_word_start(byte: u8) -> bool {
-    byte.is_ascii_alphabetic() || byte == b'_' || byte >= 0x80
+    WORD_CLASSES[byte as usize] & 1 != 0
 }
 
+#[inline]
 fn is_word_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || byte == b'_' || byte >= 0x80
+    WORD_CLASSES[byte as usize] & 2 != 0
 }
 
 impl Lexer<'_> {
@@ -569,6 +608,18 @@ pub(crate) fn included_ranges(text: &str, skipped: &[Range<usize>]) -> Vec<tree_
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_byte_matches_a_plain_search() {
+        let text = b"0123456\n89abcdef\"hijklmnopqrstuvwxyz\n\xff\x80";
+        for start in 0..text.len() {
+            for needle in [b'\n', b'"', b'z', b'#', 0x80] {
+                let haystack = &text[start..];
+                let plain = haystack.iter().position(|&byte| byte == needle);
+                assert_eq!(find_byte(needle, haystack), plain, "{needle} from {start}");
+            }
+        }
+    }
 
     fn skipped_texts(text: &str) -> Vec<&str> {
         rust_skippable_bodies(text)

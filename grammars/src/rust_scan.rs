@@ -156,12 +156,7 @@ impl<'text> Scanner<'text> {
             };
             tokens.push(Tok { kind, start, end });
         }
-        let newlines = bytes
-            .iter()
-            .enumerate()
-            .filter(|(_, &byte)| byte == b'\n')
-            .map(|(offset, _)| offset)
-            .collect();
+        let newlines = text.match_indices('\n').map(|(offset, _)| offset).collect();
         Ok(Scanner {
             text,
             bytes,
