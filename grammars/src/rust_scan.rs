@@ -127,7 +127,8 @@ struct Scanner<'text> {
     bytes: &'text [u8],
     tokens: Vec<Tok>,
     position: usize,
-    newlines: Vec<usize>,
+    /// A byte offset and its row: rows are counted from the last one asked for.
+    row_cursor: (usize, usize),
     definitions: Vec<RawItem>,
     imports: Vec<ExtractedImport>,
 }
@@ -156,13 +157,12 @@ impl<'text> Scanner<'text> {
             };
             tokens.push(Tok { kind, start, end });
         }
-        let newlines = text.match_indices('\n').map(|(offset, _)| offset).collect();
         Ok(Scanner {
             text,
             bytes,
             tokens,
             position: 0,
-            newlines,
+            row_cursor: (0, 0),
             definitions: Vec::new(),
             imports: Vec::new(),
         })
@@ -223,8 +223,16 @@ impl<'text> Scanner<'text> {
     }
 
     /// 0-based row of a byte offset.
-    fn row(&self, offset: usize) -> usize {
-        self.newlines.partition_point(|&newline| newline < offset)
+    fn row(&mut self, offset: usize) -> usize {
+        let count = |bytes: &[u8]| bytes.iter().filter(|&&byte| byte == b'\n').count();
+        let (cursor_offset, cursor_row) = self.row_cursor;
+        if offset >= cursor_offset {
+            let row = cursor_row + count(&self.bytes[cursor_offset..offset]);
+            self.row_cursor = (offset, row);
+            row
+        } else {
+            cursor_row - count(&self.bytes[offset..cursor_offset])
+        }
     }
 
     fn add_definition(
@@ -238,8 +246,9 @@ impl<'text> Scanner<'text> {
         if depth > OUTLINE_MAX_START_DEPTH {
             return;
         }
-        let start_line = self.row(range.start);
+        // The end first: rows are counted forward from the last item's end.
         let end_row = self.row(range.end);
+        let start_line = self.row(range.start);
         let end_line =
             if range.end > range.start && self.bytes[range.end - 1] == b'\n' && end_row > start_line {
                 end_row - 1
@@ -261,8 +270,8 @@ impl<'text> Scanner<'text> {
         if depth > OUTLINE_MAX_START_DEPTH {
             return;
         }
-        let start_line = self.row(range.start);
         let end_line = self.row(range.end);
+        let start_line = self.row(range.start);
         self.imports.push(ExtractedImport {
             byte_range: range,
             start_line,
