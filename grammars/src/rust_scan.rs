@@ -94,10 +94,9 @@ fn is_doubtful_name(word: &[u8]) -> bool {
 pub fn scan_rust_outline(text: &str) -> Option<Outline> {
     let mut scanner = Scanner::new(text).ok()?;
     scanner.items(1, None, Container::Items).ok()?;
-    let Scanner {
-        definitions, imports, ..
-    } = scanner;
-    let mut imports = imports;
+    let definitions = std::mem::take(&mut scanner.definitions);
+    let mut imports = std::mem::take(&mut scanner.imports);
+    drop(scanner);
     imports.sort_by_key(|import| (import.byte_range.start, import.byte_range.end));
     Some(Outline {
         definitions: finish_items(definitions, text),
@@ -122,6 +121,24 @@ pub fn scan_rust_failure(text: &str) -> Option<usize> {
     }
 }
 
+thread_local! {
+    /// The token buffer of the last scan on this thread, reused by the next one.
+    static TOKEN_BUFFER: std::cell::Cell<Vec<Tok>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Token buffers larger than this are not kept for the next scan.
+const MAX_KEPT_TOKENS: usize = 1 << 20;
+
+impl Drop for Scanner<'_> {
+    fn drop(&mut self) {
+        let mut tokens = std::mem::take(&mut self.tokens);
+        if tokens.capacity() <= MAX_KEPT_TOKENS {
+            tokens.clear();
+            TOKEN_BUFFER.with(|buffer| buffer.set(tokens));
+        }
+    }
+}
+
 struct Scanner<'text> {
     text: &'text str,
     bytes: &'text [u8],
@@ -141,12 +158,18 @@ impl<'text> Scanner<'text> {
             position: 0,
             token_start: 0,
         };
-        let mut tokens = Vec::with_capacity(bytes.len() / 5);
+        let mut tokens = TOKEN_BUFFER.with(|buffer| buffer.take());
+        tokens.clear();
+        tokens.reserve(bytes.len() / 5);
         loop {
             let token = match lexer.next() {
                 Ok(Some(token)) => token,
                 Ok(None) => break,
-                Err(()) => return Err(Unsure),
+                Err(()) => {
+                    tokens.clear();
+                    TOKEN_BUFFER.with(|buffer| buffer.set(tokens));
+                    return Err(Unsure);
+                }
             };
             let start = lexer.token_start;
             let end = lexer.position.min(bytes.len());
