@@ -31,6 +31,7 @@ mod review;
 mod server;
 mod transport;
 mod usage;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -59,7 +60,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    runtime.block_on(cli::run(args))
+    let code = runtime.block_on(cli::run(args));
+    // Tokio reads stdin on a blocking thread that stays parked in `read` until the client closes
+    // the pipe; a normal runtime drop would wait for it after `exit`. Leave it behind.
+    runtime.shutdown_background();
+    code
 }
 
 pub fn write_stdout(args: std::fmt::Arguments) {

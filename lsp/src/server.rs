@@ -52,6 +52,10 @@ struct State {
     assist: crate::actions::AssistState,
     /// A handler is connecting to the sidecar (and showing progress for it).
     connecting: std::sync::atomic::AtomicBool,
+    /// The client offered to watch files for us (dynamic registration of didChangeWatchedFiles).
+    client_watches_files: std::sync::atomic::AtomicBool,
+    /// Our own watcher, when the client does not watch.
+    watcher: Mutex<Option<crate::watch::WorkspaceWatcher>>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -141,6 +145,8 @@ impl HearthServer {
             metrics: Mutex::default(),
             assist: Default::default(),
             connecting: std::sync::atomic::AtomicBool::new(false),
+            client_watches_files: std::sync::atomic::AtomicBool::new(false),
+            watcher: Mutex::default(),
         };
         HearthServer {
             client,
@@ -510,6 +516,32 @@ impl HearthServer {
     }
 }
 
+impl HearthServer {
+    /// Start our own file watcher on the workspace root (clients that do not watch for us).
+    fn watch_files_ourselves(&self) {
+        let Some(root) = self.state.root.read().unwrap_or_else(|p| p.into_inner()).clone() else {
+            return;
+        };
+        let server = self.handle();
+        let started = crate::watch::start(root.clone(), move |paths| {
+            let context = server.pipeline().context.clone();
+            for path in paths {
+                context.refresh_from_disk(&path);
+            }
+        });
+        match started {
+            Ok(watcher) => {
+                tracing::info!("watching {} for changes made outside the editor", root.display());
+                *self.state.watcher.lock().unwrap_or_else(|p| p.into_inner()) = Some(watcher);
+            }
+            Err(error) => tracing::warn!(
+                "cannot watch {} ({error}); files changed outside the editor reach the index when opened or saved",
+                root.display()
+            ),
+        }
+    }
+}
+
 /// What the code-action and review modules (`actions.rs`, `review.rs`) use of the server.
 impl HearthServer {
     pub(crate) fn handle(&self) -> HearthServer {
@@ -638,6 +670,16 @@ impl LanguageServer for HearthServer {
     async fn initialize(&self, params: InitializeParams) -> RpcResult<InitializeResult> {
         let encoding = negotiate_encoding(&params);
         self.state.assist.read_client_capabilities(&params.capabilities);
+        let watches = params
+            .capabilities
+            .workspace
+            .as_ref()
+            .and_then(|workspace| workspace.did_change_watched_files.as_ref())
+            .and_then(|watched| watched.dynamic_registration)
+            .unwrap_or(false);
+        self.state
+            .client_watches_files
+            .store(watches, std::sync::atomic::Ordering::Relaxed);
         *self.state.encoding.write().unwrap_or_else(|p| p.into_inner()) = encoding;
         #[allow(deprecated)]
         let root = params
@@ -730,12 +772,21 @@ impl LanguageServer for HearthServer {
             register_options: serde_json::to_value(DidChangeWatchedFilesRegistrationOptions { watchers })
                 .ok(),
         };
-        let client = self.client.clone();
-        tokio::spawn(async move {
-            if let Err(error) = client.register_capability(vec![registration]).await {
-                tracing::info!("the client does not watch files for us: {error}");
-            }
-        });
+        let server = self.handle();
+        if self
+            .state
+            .client_watches_files
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            tokio::spawn(async move {
+                if let Err(error) = server.client.register_capability(vec![registration]).await {
+                    tracing::info!("the client refused to watch files for us ({error}); watching ourselves");
+                    server.watch_files_ourselves();
+                }
+            });
+        } else {
+            server.watch_files_ourselves();
+        }
     }
 
     async fn did_change_watched_files(&self, params: DidChangeWatchedFilesParams) {

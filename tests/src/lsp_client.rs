@@ -163,6 +163,19 @@ impl LspClient {
     }
 
     pub fn initialize(&mut self, root: &Path, encodings: &[&str], options: Value) -> Value {
+        let workspace = json!({"didChangeWatchedFiles": {"dynamicRegistration": true}});
+        self.initialize_with(root, encodings, options, workspace)
+    }
+
+    /// `initialize` with the given `workspace` client capabilities (e.g. none: a client that
+    /// does not watch files for the server).
+    pub fn initialize_with(
+        &mut self,
+        root: &Path,
+        encodings: &[&str],
+        options: Value,
+        workspace: Value,
+    ) -> Value {
         let root_uri = file_uri(root);
         let response = self.request(
             "initialize",
@@ -173,7 +186,7 @@ impl LspClient {
                 "capabilities": {
                     "general": {"positionEncodings": encodings},
                     "window": {"workDoneProgress": true},
-                    "workspace": {"didChangeWatchedFiles": {"dynamicRegistration": true}},
+                    "workspace": workspace,
                     "textDocument": {"inlineCompletion": {}}
                 },
                 "initializationOptions": options,
@@ -207,6 +220,15 @@ impl LspClient {
             }
         }
         self
+    }
+
+    /// The server's exit code, once it has exited.
+    pub fn exit_code(&mut self) -> Option<i32> {
+        self.child
+            .try_wait()
+            .ok()
+            .flatten()
+            .and_then(|status| status.code())
     }
 
     /// Every request id got exactly one answer.

@@ -87,7 +87,9 @@ fn initialize_advertises_both_completion_kinds_and_negotiates_the_encoding() {
     let mut client = start(runtime.path());
     let response = client.initialize(ws.path(), &["utf-16"], options());
     assert_eq!(response["result"]["capabilities"]["positionEncoding"], "utf-16");
-    client.shutdown();
+    // `shutdown` + `exit` end the process while stdin is still open (editors may keep it).
+    let mut client = client.shutdown();
+    assert_eq!(client.exit_code(), Some(0));
 }
 
 #[test]
@@ -446,5 +448,65 @@ fn an_editor_gets_ghost_text_from_a_remote_server() {
         })
         .count();
     assert_eq!(sockets, 0, "no sidecar of our own");
+    client.shutdown();
+}
+
+#[test]
+fn files_changed_outside_the_editor_reach_the_context_without_client_watching() {
+    let runtime = private_dir();
+    let ws = workspace();
+    let path = ws.path().join("shop").join("pricing.py");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut client = start(runtime.path());
+    // A client that does not watch files for the server (no dynamic registration).
+    client.initialize_with(ws.path(), &["utf-16"], options(), json!({}));
+    let uri = client.open(&path, "python", &text);
+    let end_line = text.lines().count() as u32;
+    let typed = "\n\ndef shipping(order):\n    return brand_new_shipping_rate(order)";
+    client.notify(
+        "textDocument/didChange",
+        json!({
+            "textDocument": {"uri": uri, "version": 2},
+            "contentChanges": [{"range": {"start": {"line": end_line, "character": 0}, "end": {"line": end_line, "character": 0}}, "text": typed}]
+        }),
+    );
+    let position = json!({"line": end_line + 3, "character": 40});
+    let context = |client: &mut LspClient| {
+        client.request(
+            "hearth/context",
+            json!({"textDocument": {"uri": uri}, "position": position}),
+        )
+    };
+    // Wait for the first index (bounded), then write a new file behind the editor's back.
+    for _ in 0..600 {
+        if context(&mut client)["result"]["index_ready"] == true {
+            break;
+        }
+        client.pump_for(Duration::from_millis(50));
+    }
+    std::fs::write(
+        ws.path().join("shop").join("shipping.py"),
+        "def brand_new_shipping_rate(order):\n    return 499 if order.total_cents() < 5000 else 0\n",
+    )
+    .unwrap();
+    let mut found = false;
+    for _ in 0..200 {
+        let manifest = context(&mut client);
+        let snippets = manifest["result"]["snippets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if snippets.iter().any(|s| s["path"] == "shop/shipping.py") {
+            found = true;
+            break;
+        }
+        client.pump_for(Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(runtime.path().join("lsp.log")).unwrap_or_default();
+    assert!(
+        found,
+        "the new file never reached the index: {}\n{log}",
+        context(&mut client)
+    );
     client.shutdown();
 }
