@@ -146,6 +146,8 @@ struct Scanner<'text> {
     position: usize,
     /// A byte offset and its row: rows are counted from the last one asked for.
     row_cursor: (usize, usize),
+    /// Start offsets and rows of the items being read, innermost last.
+    start_rows: Vec<(usize, usize)>,
     definitions: Vec<RawItem>,
     imports: Vec<ExtractedImport>,
 }
@@ -186,6 +188,7 @@ impl<'text> Scanner<'text> {
             tokens,
             position: 0,
             row_cursor: (0, 0),
+            start_rows: Vec::new(),
             definitions: Vec::new(),
             imports: Vec::new(),
         })
@@ -245,6 +248,14 @@ impl<'text> Scanner<'text> {
         })
     }
 
+    /// Row of the start of the item being read (counted when it began).
+    fn start_row(&mut self, start: usize) -> usize {
+        match self.start_rows.last() {
+            Some(&(item_start, row)) if item_start == start => row,
+            _ => self.row(start),
+        }
+    }
+
     /// 0-based row of a byte offset.
     fn row(&mut self, offset: usize) -> usize {
         let count = |bytes: &[u8]| bytes.iter().filter(|&&byte| byte == b'\n').count();
@@ -269,9 +280,8 @@ impl<'text> Scanner<'text> {
         if depth > OUTLINE_MAX_START_DEPTH {
             return;
         }
-        // The end first: rows are counted forward from the last item's end.
         let end_row = self.row(range.end);
-        let start_line = self.row(range.start);
+        let start_line = self.start_row(range.start);
         let end_line =
             if range.end > range.start && self.bytes[range.end - 1] == b'\n' && end_row > start_line {
                 end_row - 1
@@ -294,7 +304,7 @@ impl<'text> Scanner<'text> {
             return;
         }
         let end_line = self.row(range.end);
-        let start_line = self.row(range.start);
+        let start_line = self.start_row(range.start);
         self.imports.push(ExtractedImport {
             byte_range: range,
             start_line,
@@ -495,7 +505,16 @@ impl<'text> Scanner<'text> {
 
     /// One item, its attributes already read.
     fn item(&mut self, depth: u32, container: Container) -> Scan<()> {
+        // The row of the start is counted now, while the scan moves forward.
         let start = self.current()?.start;
+        let start_row = self.row(start);
+        self.start_rows.push((start, start_row));
+        let result = self.item_at(start, depth, container);
+        self.start_rows.pop();
+        result
+    }
+
+    fn item_at(&mut self, start: usize, depth: u32, container: Container) -> Scan<()> {
         let mut visibility = false;
         if self.is_word(self.position, b"pub") {
             visibility = true;
