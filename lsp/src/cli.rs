@@ -448,6 +448,15 @@ async fn running_sidecars() -> Vec<(PathBuf, hearth_protocol::SidecarStats)> {
     found
 }
 
+/// `part` as a percentage of `whole` (0 when there is no whole).
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
+    }
+}
+
 fn check_prices(prices: &crate::config::UsageConfig) -> anyhow::Result<()> {
     let named = [
         ("usage.cloud-input-per-mtok", prices.cloud_input_per_mtok),
@@ -551,11 +560,7 @@ async fn stats(days: u32, json: bool, model: Option<String>) -> anyhow::Result<E
                 "p95 ms"
             );
             let row = |day: &crate::usage::DayUsage| {
-                let reused = if day.prompt_tokens > 0 {
-                    100.0 * day.reused_tokens as f64 / day.prompt_tokens as f64
-                } else {
-                    0.0
-                };
+                let reused = percent(day.reused_tokens, day.prompt_tokens);
                 outln!(
                     "  {:<10} {:>8} {:>9} {:>6} {:>12} {:>6.1}% {:>10} {:>8.0} {:>8.0}",
                     day.date,
@@ -638,11 +643,7 @@ async fn stats(days: u32, json: bool, model: Option<String>) -> anyhow::Result<E
         outln!("no sidecar is running (one starts with the first completion)");
     }
     for (socket, stats) in &sidecars {
-        let reuse = if stats.prompt_tokens_total > 0 {
-            100.0 * stats.reused_tokens_total as f64 / stats.prompt_tokens_total as f64
-        } else {
-            0.0
-        };
+        let reuse = percent(stats.reused_tokens_total, stats.prompt_tokens_total);
         outln!(
             "sidecar pid {} up {:.0}s, model {} ({}), {} slots of {} tokens ({})",
             stats.pid,

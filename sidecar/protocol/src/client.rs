@@ -107,6 +107,23 @@ impl Drop for Shared {
 }
 
 impl Shared {
+    /// The state of a handle whose answers `reader` delivers into `pending`.
+    pub(crate) fn new(
+        outgoing: mpsc::UnboundedSender<ClientMessage>,
+        pending: Pending,
+        closed: Arc<AtomicBool>,
+        reader: tokio::task::AbortHandle,
+    ) -> Shared {
+        Shared {
+            outgoing,
+            pending,
+            next_id: AtomicU64::new(1),
+            closed,
+            reader,
+            observer: Mutex::new(None),
+        }
+    }
+
     fn register(&self) -> Result<(RequestId, mpsc::UnboundedReceiver<SidecarMessage>), ClientError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(ClientError::Disconnected);
@@ -281,14 +298,7 @@ impl SidecarClient {
         });
 
         Ok(SidecarClient {
-            shared: Arc::new(Shared {
-                outgoing,
-                pending,
-                next_id: AtomicU64::new(1),
-                closed,
-                reader: reader_task.abort_handle(),
-                observer: Mutex::new(None),
-            }),
+            shared: Arc::new(Shared::new(outgoing, pending, closed, reader_task.abort_handle())),
             hello: Arc::new(hello),
         })
     }

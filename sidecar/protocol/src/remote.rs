@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -350,14 +350,7 @@ impl SidecarClient {
         let (outgoing, incoming) = mpsc::unbounded_channel::<ClientMessage>();
         let dispatcher = tokio::spawn(dispatch(incoming, state, closed.clone()));
         Ok(SidecarClient {
-            shared: Arc::new(Shared {
-                outgoing,
-                pending,
-                next_id: AtomicU64::new(1),
-                closed,
-                reader: dispatcher.abort_handle(),
-                observer: Mutex::new(None),
-            }),
+            shared: Arc::new(Shared::new(outgoing, pending, closed, dispatcher.abort_handle())),
             hello: Arc::new(hello),
         })
     }
