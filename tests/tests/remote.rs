@@ -377,3 +377,250 @@ async fn hearth_completes_through_a_remote_server_and_prices_the_tokens() {
     }
 }
 
+// llama.cpp's own server (the peer), built by `tests/install-llama-server.sh`: the remote backend
+// against a third-party implementation of the API, checked against the local sidecar.
+
+/// `$HEARTH_LLAMA_SERVER`, or where `tests/install-llama-server.sh` puts it. Missing is a failure.
+fn llama_server_binary() -> std::path::PathBuf {
+    let path = match std::env::var_os("HEARTH_LLAMA_SERVER") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => std::env::var_os("HEARTH_PEER_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                    .join(".cache/hearth/peer")
+            })
+            .join("bin/llama-server"),
+    };
+    assert!(
+        path.is_file(),
+        "llama.cpp's llama-server is missing at {}: run tests/install-llama-server.sh (it builds it into \
+         ~/.cache/hearth/peer; the README's test command runs it), or point HEARTH_LLAMA_SERVER at a build",
+        path.display()
+    );
+    path
+}
+
+/// A `llama-server` process on a free loopback port; killed on drop.
+struct LlamaServer {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl LlamaServer {
+    async fn start(model: &std::path::Path) -> LlamaServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let dir = private_dir();
+        let log = std::fs::File::create(dir.path().join("llama-server.log")).unwrap();
+        let child = Command::new(llama_server_binary())
+            .arg("--model")
+            .arg(model)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["-c", "4096", "-np", "1", "--threads", "2"])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut server = LlamaServer { child, port, dir };
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("llama-server exited ({status}):\n{}", server.log());
+            }
+            if matches!(server.try_get("/health"), Ok((200, _))) {
+                return server;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "llama-server not healthy after 120 s:\n{}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("llama-server.log")).unwrap_or_default()
+    }
+
+    /// A plain HTTP/1.1 GET: status and body.
+    fn try_get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            self.port
+        )?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw)?;
+        let raw = String::from_utf8_lossy(&raw);
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            let mut out = String::new();
+            let mut rest = body;
+            while let Some((size, after)) = rest.split_once("\r\n") {
+                let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+                if size == 0 || after.len() < size {
+                    break;
+                }
+                out.push_str(&after[..size]);
+                rest = after[size..].trim_start_matches("\r\n");
+            }
+            out
+        } else {
+            body.to_string()
+        };
+        Ok((status, body))
+    }
+
+    fn get_json(&self, path: &str) -> Value {
+        let (status, body) = self.try_get(path).unwrap();
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remote_backend_works_against_llama_cpps_own_server() {
+    let model = default_model();
+    let server = LlamaServer::start(&model).await;
+    let sidecar = SidecarProcess::start(&model, &["--ctx-size", "4096", "--parallel", "1"]);
+    let ipc = sidecar.connect("llama-server test").await;
+    let url = server.url();
+    let remote = SidecarClient::connect_remote(remote_options(&url), "llama-server test")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+
+    // The model it lists, the slot size from /props, the trained context from the model list.
+    assert!(remote.is_remote());
+    let listed = server.get_json("/v1/models");
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert!(ids.contains(&remote.model().name.as_str()), "{listed}");
+    let props = server.get_json("/props");
+    assert_eq!(props["default_generation_settings"]["n_ctx"], 4096, "{props}");
+    assert_eq!(remote.hello().engine.n_ctx_per_slot, 4096);
+    assert_eq!(remote.model().n_ctx_train, ipc.model().n_ctx_train);
+    assert!(!remote.model().fim.can_infill(), "SmolLM2 has no FIM tokens");
+
+    // /tokenize is the model's own tokenizer: the same ids as the sidecar's.
+    let text = fixture_source("pricing.py");
+    let (remote_counts, remote_tokens) = remote.tokenize(vec![text.clone()], false).await.unwrap();
+    let (ipc_counts, ipc_tokens) = ipc.tokenize(vec![text.clone()], false).await.unwrap();
+    assert_eq!(remote_counts, ipc_counts);
+    assert_eq!(remote_tokens, ipc_tokens);
+
+    // A greedy completion streams, and its prompt is the sidecar's (BOS included, once).
+    let prompt = &text[..text.len().min(1500)];
+    let (_, local) = run(ipc.complete(greedy(prompt, 24, false)).unwrap()).await;
+    let (streamed, answer) = run(remote.complete(greedy(prompt, 24, false)).unwrap()).await;
+    assert!(!answer.text.trim().is_empty(), "{answer:?}");
+    assert_eq!(streamed, answer.text, "the streamed pieces add up to the answer");
+    assert_eq!(answer.metrics.prompt_tokens, local.metrics.prompt_tokens);
+    assert_eq!(answer.metrics.generated_tokens, 24, "{answer:?}");
+    assert_eq!(answer.stop_reason, StopReason::MaxTokens);
+    assert_eq!(
+        answer.metrics.reused_tokens, 0,
+        "cache_prompt: false evaluates it all"
+    );
+    assert_eq!(answer.metrics.evaluated_tokens, answer.metrics.prompt_tokens);
+
+    // The same request twice with the cache on: llama-server's timings.cache_n says the second
+    // one re-read only the last prompt token.
+    let (_, first) = run(remote.complete(greedy(prompt, 8, true)).unwrap()).await;
+    let (_, second) = run(remote.complete(greedy(prompt, 8, true)).unwrap()).await;
+    assert_eq!(first.text, second.text);
+    assert_eq!(
+        second.metrics.reused_tokens + 1,
+        second.metrics.prompt_tokens,
+        "{:?}",
+        second.metrics
+    );
+    assert_eq!(second.metrics.evaluated_tokens, 1, "{:?}", second.metrics);
+
+    // Dropping a stream mid-generation makes llama-server stop: it logs that it cancelled the
+    // task, and the slot is released long before the 1500 tokens asked for.
+    let mut long = remote.complete(greedy(prompt, 1500, false)).unwrap();
+    assert!(matches!(long.next_event().await.unwrap(), StreamEvent::Token(_)));
+    let busy = server.get_json("/slots");
+    assert_eq!(busy[0]["is_processing"], true, "{busy}");
+    let task = busy[0]["id_task"].as_u64().unwrap();
+    drop(long);
+    let mut slots = server.get_json("/slots");
+    for _ in 0..400 {
+        if slots[0]["is_processing"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        slots = server.get_json("/slots");
+    }
+    assert_eq!(slots[0]["is_processing"], false, "{slots}\n{}", server.log());
+    assert_eq!(slots[0]["id_task"], task, "{slots}");
+    let log = server.log();
+    let cancelled = log
+        .find(&format!("cancel task, id_task = {task}\n"))
+        .unwrap_or_else(|| panic!("no cancel of task {task} in the log:\n{log}"));
+    // `release: id  0 | task N | stop processing: n_tokens = PROMPT + DECODED, ...`
+    let released = format!("task {task} | stop processing: n_tokens = ");
+    let at = log[cancelled..]
+        .find(&released)
+        .unwrap_or_else(|| panic!("task {task} not released after its cancel:\n{log}"));
+    let rest = &log[cancelled + at + released.len()..];
+    let n_tokens: u32 = rest[..rest.find(',').unwrap()].parse().unwrap();
+    let decoded = n_tokens - answer.metrics.prompt_tokens;
+    assert!((1..1500).contains(&decoded), "{decoded} tokens decoded\n{log}");
+    let stats = remote.stats().await.unwrap();
+    assert_eq!(stats.requests_cancelled, 1);
+    assert_eq!(stats.requests_completed, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llama_server_shows_hearth_the_same_fim_tokens_as_the_sidecar() {
+    let (_guard, dir) = tiny_models();
+    for name in ["qwen", "starcoder", "deepseek", "nofim"] {
+        let model = dir.join(format!("{name}.gguf"));
+        let server = LlamaServer::start(&model).await;
+        let sidecar = SidecarProcess::start(&model, &["--ctx-size", "1024"]);
+        let ipc = sidecar.connect("fim test").await;
+        let remote = SidecarClient::connect_remote(remote_options(&server.url()), "fim test")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{}", server.log()));
+        let (theirs, ours) = (&ipc.model().fim, &remote.model().fim);
+        assert_eq!(ours.can_infill(), theirs.can_infill(), "{name}");
+        assert_eq!(ours.can_infill(), name != "nofim", "{name}");
+        for (remote_token, local_token) in [
+            (&ours.pre, &theirs.pre),
+            (&ours.suf, &theirs.suf),
+            (&ours.mid, &theirs.mid),
+        ] {
+            assert_eq!(
+                remote_token.as_ref().map(|t| (t.id, t.text.as_str())),
+                local_token.as_ref().map(|t| (t.id, t.text.as_str())),
+                "{name}"
+            );
+        }
+    }
+}
