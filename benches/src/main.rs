@@ -8,6 +8,7 @@ mod context_bench;
 mod inproc;
 mod longctx;
 mod overhead;
+mod peer;
 mod procs;
 mod prompts;
 mod report;
@@ -64,6 +65,10 @@ struct Args {
     /// The `hearth-sidecar` binary (default: next to this one).
     #[arg(long)]
     sidecar: Option<PathBuf>,
+    /// llama.cpp's `llama-server`, the peer of the typing section (default: $HEARTH_LLAMA_SERVER,
+    /// else where `tests/install-llama-server.sh` builds it; skipped when absent).
+    #[arg(long)]
+    llama_server: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -237,7 +242,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             replay_samples: if quick { 1 } else { 8 },
             // --quick: one probe before and one after the session only.
             probe_every: if quick { usize::MAX } else { 15 },
+            peer: peer::locate(args.llama_server.clone()),
         };
+        if let Err(why) = &config.peer {
+            eprintln!("hearth-bench: no peer in the typing section: {why}");
+        }
         results.typing = section("typing", typing::run(&programs, &model_path, &config).await);
         save(&mut results)?;
     }
@@ -415,6 +424,13 @@ fn add_checks(results: &mut Results) {
             .skip(1)
             .filter(|m| m.reused_tokens > 0)
             .count();
+        if let Some(error) = &t.peer_error {
+            checks.push(Check {
+                name: "the peer (llama-server) answered the session's prompts".into(),
+                passed: false,
+                detail: error.clone(),
+            });
+        }
         checks.push(Check {
             name: "typing requests reuse the KV cache".into(),
             passed: t.model_requests <= 1 || reused > 0,

@@ -126,6 +126,20 @@ pub fn write(results: &Results, out: &Path) -> anyhow::Result<String> {
                     points: pick("typed-along"),
                 },
                 Series {
+                    name: "peer: llama-server /completion, same request points".into(),
+                    color: "#9467bd",
+                    style: Style::Dots,
+                    points: typing
+                        .peer
+                        .iter()
+                        .flat_map(|peer| &peer.requests)
+                        .filter_map(|p| {
+                            let q = typing.requests.get(p.request_index)?;
+                            Some((q.keystroke as f64, p.client_ms))
+                        })
+                        .collect(),
+                },
+                Series {
                     name: "limit: changed tokens / prefill rate + generated / decode rate".into(),
                     color: "#d62728",
                     style: Style::Line,
@@ -321,6 +335,44 @@ pub fn render(results: &Results, typing_svg: &str, long_svg: &str) -> String {
             r(t.replay_cold_to_reuse),
             met(check(t.replay_cold_to_reuse, |v| v > 1.0))
         );
+        match (&t.peer_comparison, &t.peer_error) {
+            (Some(c), _) => {
+                let _ = writeln!(
+                    o,
+                    "| Typing vs. the peer: median latency at the same {} request points (Hearth: model or typed-along) | {} | {} llama-server `/completion`, `cache_prompt` | {} (paired: {}) | ≤ 1.0 | {} |",
+                    c.points,
+                    ms(c.hearth_p50_ms),
+                    ms(c.peer_p50_ms),
+                    r(c.ratio),
+                    r(c.paired_ratio_p50),
+                    met(check(c.ratio, |v| v <= 1.0))
+                );
+                let _ = writeln!(
+                    o,
+                    "| Typing vs. the peer: the {} model requests only (same prompts on both engines) | {} | {} | {} (paired: {}) | ≤ 1.0 | {} |",
+                    c.model_points,
+                    ms(c.hearth_model_p50_ms),
+                    ms(c.peer_model_p50_ms),
+                    r(c.model_ratio),
+                    r(c.model_paired_ratio_p50),
+                    met(check(c.model_ratio, |v| v <= 1.0))
+                );
+            }
+            (None, Some(error)) => {
+                let _ = writeln!(
+                    o,
+                    "| Typing vs. the peer (llama-server) | **failed**: `{}` | — | — | ≤ 1.0 | n/a |",
+                    crate::procs::tail(error, 1).replace('`', "'").replace('|', "/")
+                );
+            }
+            (None, None) => {
+                let _ = writeln!(
+                    o,
+                    "| Typing vs. the peer (llama-server) | not measured: {} | — | — | ≤ 1.0 | n/a |",
+                    t.peer_note.replace('`', "'").replace('|', "/")
+                );
+            }
+        }
     }
     if let Some(v) = results.overhead.measured() {
         let _ = writeln!(
@@ -516,6 +568,7 @@ pub fn render(results: &Results, typing_svg: &str, long_svg: &str) -> String {
                  way `lsp/src/pipeline.rs` builds them (the LSP has no setting to turn reuse off); each pair first warms a slot \
                  with the previous request's prompt, then times this prompt with reuse, then cold.\n"
             );
+            peer_section(&mut o, t);
             let _ = writeln!(o, "![typing latency]({typing_svg})\n");
             if !t.server_messages.is_empty() {
                 let _ = writeln!(o, "Server messages: {}\n", t.server_messages.join(" | "));
@@ -810,4 +863,74 @@ pub fn render(results: &Results, typing_svg: &str, long_svg: &str) -> String {
          cache-off replay and the plain llama-cpp-2 loop, all measured in this run."
     );
     o
+}
+
+/// Section 1's part on the peer: llama.cpp's own server on the same request points.
+fn peer_section(o: &mut String, t: &crate::typing::TypingResult) {
+    let _ = writeln!(o, "### The peer: llama.cpp's `llama-server`\n");
+    let (Some(peer), Some(c)) = (&t.peer, &t.peer_comparison) else {
+        let why = t.peer_error.as_deref().unwrap_or(&t.peer_note);
+        let _ = writeln!(
+            o,
+            "Not measured: {}\n",
+            why.replace('`', "'").lines().collect::<Vec<_>>().join(" ")
+        );
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "`{}` ({}), started with the sidecar's settings (`{}`; loaded in {:.1} s) and its slot warmed, untimed, with \
+         the prompt Hearth's slot held before the first keystroke ({} tokens, {} cold). At every request point where \
+         Hearth answered — from the model or from its typed-along cache — the peer is asked right after Hearth's \
+         answer (so both see the same machine load, each running while the other is idle): `POST /completion` with \
+         the token ids Hearth's sidecar evaluates there (rebuilt as for the cache-off replay), `cache_prompt: true`, \
+         `temperature: 0`, the same `n_predict` and stop strings. Times are client side (a fresh loopback connection \
+         per request, answer read whole).\n",
+        peer.program,
+        peer.version,
+        peer.args.join(" "),
+        peer.load_seconds,
+        peer.warm_prompt_tokens,
+        ms(peer.warm_ms)
+    );
+    let _ = writeln!(
+        o,
+        "| | Hearth (`hearth lsp`) | peer (llama-server) | Hearth / peer: of the medians; median of per-point ratios |\n|---|---|---|---|"
+    );
+    let _ = writeln!(
+        o,
+        "| Median latency, {} request points | {} | {} | {}; {} |",
+        c.points,
+        ms(c.hearth_p50_ms),
+        ms(c.peer_p50_ms),
+        r(c.ratio),
+        r(c.paired_ratio_p50)
+    );
+    let _ = writeln!(
+        o,
+        "| Median latency, the {} model requests | {} | {} | {}; {} |",
+        c.model_points,
+        ms(c.hearth_model_p50_ms),
+        ms(c.peer_model_p50_ms),
+        r(c.model_ratio),
+        r(c.model_paired_ratio_p50)
+    );
+    let _ = writeln!(
+        o,
+        "| Generated tokens p50 (model requests) | {} | {} | |",
+        r(c.hearth_generated_p50),
+        r(c.peer_generated_p50)
+    );
+    let _ = writeln!(
+        o,
+        "| Prompt tokens evaluated p50 (all points) | {} (model requests) | {} | |",
+        r(t.evaluated_p50),
+        r(peer.evaluated_p50)
+    );
+    let _ = writeln!(
+        o,
+        "| Same prompt token count as Hearth's sidecar (model requests) | | {} of {} | |",
+        c.prompt_tokens_agree, c.model_points
+    );
+    let _ = writeln!(o, "| Peer latency p90 | | {} | |\n", ms(peer.p90_ms));
 }

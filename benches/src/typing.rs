@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use hearth_protocol::{
-    CompletionParams, Endpoint, ModelInfo, Priority, PromptPart, RequestMetrics, SamplingParams,
-    SidecarClient, SidecarStats,
+    CompletionParams, Endpoint, EngineSettings, ModelInfo, Priority, PromptPart, RequestMetrics,
+    SamplingParams, SidecarClient, SidecarStats,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -27,6 +27,7 @@ use hearth_completion::{
 };
 use hearth_context::LanguageId;
 
+use crate::peer::{PeerPrompt, PeerResult, PeerRun};
 use crate::procs::{LspServer, Programs};
 use crate::util::{common_prefix, file_uri, median, percentile, ratio};
 
@@ -41,6 +42,8 @@ pub struct TypingConfig {
     /// A calibration probe (cold prefill + generation) every this many model requests, and one
     /// before and after the session.
     pub probe_every: usize,
+    /// `llama-server` for the peer run, or why there is none.
+    pub peer: Result<PathBuf, String>,
 }
 
 /// One keystroke: text inserted at the cursor (the end of the typed region).
@@ -144,6 +147,39 @@ pub struct TypingResult {
     pub replay_cold_to_reuse: f64,
     pub server_stats: Value,
     pub server_messages: Vec<String>,
+    /// The language server's sidecar, whose settings the peer is given.
+    pub engine: EngineSettings,
+    /// llama.cpp's `llama-server` on the same request points (see `peer.rs`).
+    pub peer: Option<PeerResult>,
+    pub peer_comparison: Option<PeerComparison>,
+    /// Why there is no peer run (binary absent), empty when there is one.
+    pub peer_note: String,
+    /// The peer was there but could not be measured.
+    pub peer_error: Option<String>,
+}
+
+/// Hearth against the peer on the same request points of the same session.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PeerComparison {
+    /// Request points where Hearth answered (model or typed-along) and the peer was asked.
+    pub points: usize,
+    pub hearth_p50_ms: f64,
+    pub peer_p50_ms: f64,
+    /// Hearth p50 / peer p50 over those points (target ≤ 1.0).
+    pub ratio: f64,
+    /// Median over those points of Hearth / peer at the same point (robust to load drift).
+    pub paired_ratio_p50: f64,
+    /// The subset Hearth sent to its model: the same prompts on both engines.
+    pub model_points: usize,
+    pub hearth_model_p50_ms: f64,
+    pub peer_model_p50_ms: f64,
+    pub model_ratio: f64,
+    pub model_paired_ratio_p50: f64,
+    /// Generated tokens, median over the model points (Hearth's sidecar / the peer).
+    pub hearth_generated_p50: f64,
+    pub peer_generated_p50: f64,
+    /// Prompt token counts that agree (the peer's `tokens_evaluated` vs. Hearth's sidecar).
+    pub prompt_tokens_agree: usize,
 }
 
 /// Remove the tail of `text` (at least `keystrokes` keystrokes' worth of whole lines) and
@@ -455,7 +491,57 @@ pub async fn run(
     result.server_messages = messages;
     result.file = config.file.clone();
     result.typed_characters = strokes.iter().map(|s| s.text.chars().count()).sum();
+
     Ok(result)
+}
+
+fn compare(result: &TypingResult, peer: &PeerResult) -> PeerComparison {
+    let pairs: Vec<(&RequestRecord, &crate::peer::PeerRequest)> = peer
+        .requests
+        .iter()
+        .filter_map(|p| Some((result.requests.get(p.request_index)?, p)))
+        .collect();
+    let model: Vec<_> = pairs.iter().filter(|(r, _)| r.metrics.is_some()).collect();
+    let hearth_p50_ms = median(&pairs.iter().map(|(r, _)| r.client_ms).collect::<Vec<_>>());
+    let peer_p50_ms = median(&pairs.iter().map(|(_, p)| p.client_ms).collect::<Vec<_>>());
+    let hearth_model_p50_ms = median(&model.iter().map(|(r, _)| r.client_ms).collect::<Vec<_>>());
+    let peer_model_p50_ms = median(&model.iter().map(|(_, p)| p.client_ms).collect::<Vec<_>>());
+    let paired = |pairs: &[&(&RequestRecord, &crate::peer::PeerRequest)]| {
+        median(
+            &pairs
+                .iter()
+                .map(|(r, p)| ratio(r.client_ms, p.client_ms))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let generated = |r: &RequestRecord| f64::from(r.metrics.as_ref().map_or(0, |m| m.generated_tokens));
+    PeerComparison {
+        points: pairs.len(),
+        hearth_p50_ms,
+        peer_p50_ms,
+        ratio: ratio(hearth_p50_ms, peer_p50_ms),
+        paired_ratio_p50: paired(&pairs.iter().collect::<Vec<_>>()),
+        model_points: model.len(),
+        hearth_model_p50_ms,
+        peer_model_p50_ms,
+        model_ratio: ratio(hearth_model_p50_ms, peer_model_p50_ms),
+        model_paired_ratio_p50: paired(&model),
+        hearth_generated_p50: median(&model.iter().map(|(r, _)| generated(r)).collect::<Vec<_>>()),
+        peer_generated_p50: median(
+            &model
+                .iter()
+                .map(|(_, p)| f64::from(p.generated_tokens))
+                .collect::<Vec<_>>(),
+        ),
+        prompt_tokens_agree: model
+            .iter()
+            .filter(|(r, p)| {
+                r.metrics
+                    .as_ref()
+                    .is_some_and(|m| m.prompt_tokens == p.prompt_tokens)
+            })
+            .count(),
+    }
 }
 
 async fn session(
@@ -533,11 +619,37 @@ async fn session(
     let calibration_base = reconstruct(&setting, std::mem::take(&mut snippets), initial, "")
         .context("no completion expected at the end of the initial text")?
         .params;
+    result.engine = client.hello().engine.clone();
     result
         .calibration
         .probes
         .push(probe(&client, &calibration_base, 0).await?);
     let mut last_params = calibration_base.clone();
+
+    // The peer: started now with the sidecar's settings, its slot warmed with the prompt the
+    // probe just left in Hearth's slot.
+    let mut peer = match &config.peer {
+        Err(why) => {
+            result.peer_note = why.clone();
+            None
+        }
+        Ok(program) => {
+            eprintln!("hearth-bench: starting the peer (llama-server)...");
+            let warm = PeerPrompt {
+                request_index: 0,
+                tokens: prompt_tokens(&client, &calibration_base).await?,
+                max_tokens: 1,
+                stop: Vec::new(),
+            };
+            match PeerRun::start(program, model_path, &result.engine, &warm).await {
+                Ok(run) => Some(run),
+                Err(error) => {
+                    result.peer_error = Some(format!("{error:#}"));
+                    None
+                }
+            }
+        }
+    };
 
     let mut text = initial.to_string();
     let mut version = 1;
@@ -630,16 +742,32 @@ async fn session(
         } else {
             "none".into()
         };
-        let reconstructed = match &metrics {
-            Some(_) => {
+        // The peer also gets the points Hearth served from its typed-along cache.
+        let wanted = metrics.is_some() || (typed_along && peer.is_some());
+        let reconstructed = match wanted {
+            true => {
                 let (snippets, _) = server_context(lsp, uri, line, character).await?;
-                reconstruct(&setting, snippets, &text, "")
+                match reconstruct(&setting, snippets, &text, "") {
+                    Some(r) => Some((prompt_tokens(&client, &r.params).await?, r)),
+                    None => None,
+                }
             }
-            None => None,
+            false => None,
         };
+        if let (Some(run), Some((tokens, reconstructed))) = (peer.as_mut(), &reconstructed) {
+            let prompt = PeerPrompt {
+                request_index: record.index,
+                tokens: tokens.clone(),
+                max_tokens: reconstructed.params.sampling.max_tokens,
+                stop: reconstructed.params.sampling.stop.clone(),
+            };
+            if let Err(error) = run.complete(&prompt).await {
+                result.peer_error = Some(format!("{error:#}"));
+                peer = None;
+            }
+        }
         match (&metrics, reconstructed) {
-            (Some(metrics), Some(reconstructed)) => {
-                let tokens = prompt_tokens(&client, &reconstructed.params).await?;
+            (Some(metrics), Some((tokens, reconstructed))) => {
                 record.reconstructed_prompt_tokens = tokens.len();
                 let changed = tokens.len()
                     - common_prefix(&previous_prompt, &tokens).min(tokens.len().saturating_sub(1));
@@ -656,7 +784,7 @@ async fn session(
                 record.metrics = Some(metrics.clone());
                 prompts.push(None);
             }
-            _ => prompts.push(None),
+            (None, _) => prompts.push(None),
         }
         let is_model = record.metrics.is_some();
         result.requests.push(record);
@@ -722,6 +850,11 @@ async fn session(
     result.server_stats = lsp.stats().await?;
     drop(client);
     summarize(&mut result);
+    if let Some(run) = peer {
+        let peer = run.finish();
+        result.peer_comparison = Some(compare(&result, &peer));
+        result.peer = Some(peer);
+    }
     Ok(result)
 }
 
