@@ -200,7 +200,8 @@ pub fn render(results: &Results, typing_svg: &str, long_svg: &str) -> String {
         o,
         "Written by `{}` ({} mode) on {} UTC in {:.0} s; commit `{}`; {} build. \
          Every figure is compared with a baseline measured side by side in the same run; absolute times are context only \
-         (shared, noisy machine). Targets are from `PERFORMANCE.md`.\n",
+         (shared, noisy machine). Targets (the summary's last columns) are the project's performance brief: the peer's \
+         figures and the limits in it.\n",
         results.command,
         results.mode,
         results.started_utc,
@@ -730,15 +731,15 @@ pub fn render(results: &Results, typing_svg: &str, long_svg: &str) -> String {
                     .map(|n| format!(" (a copy of the first {n} files in sorted order)"))
                     .unwrap_or_default(),
                 if x.optimized_build {
-                    "optimized"
+                    "release"
                 } else {
-                    "**unoptimized (dev profile)**"
+                    "dev-profile"
                 },
                 if x.optimized_build {
                     ""
                 } else {
-                    ": workspace crates build at opt-level 0 in the dev profile, so index and selection times here are pessimistic; \
-                     `cargo run --release -p hearth-benches --bin hearth-bench -- --sections context` measures the shipped speed"
+                    " (`hearth-context` and `hearth-grammars` are optimised even there, opt-level 2, with debug assertions on; \
+                     `cargo run --release -p hearth-benches --bin hearth-bench -- --sections context` measures the release build)"
                 }
             );
             let _ = writeln!(o, "| | value |\n|---|---|");
@@ -857,10 +858,11 @@ pub fn render(results: &Results, typing_svg: &str, long_svg: &str) -> String {
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "## Not measured here\n\n- The peers of `PERFORMANCE.md` (llama.cpp's server with prompt caching, lsp-ai) are not \
-         built by this benchmark; their figures there (median 197 ms per keystroke for the server peer at a 3.3k-token prompt) \
-         come from another run and are not comparable ratio-for-ratio. This report's baselines are the computed limit, the \
-         cache-off replay and the plain llama-cpp-2 loop, all measured in this run."
+        "## Not measured here\n\n- lsp-ai (the other peer: in-process llama.cpp with a new context per request) is not \
+         built by this benchmark. llama.cpp's `llama-server` is measured side by side in section 1 when its binary is \
+         present (`tests/install-llama-server.sh`); the other baselines are the computed limit, the cache-off replay and \
+         the plain llama-cpp-2 loop, all measured in this run.\n- Quick mode (`--quick`) runs one or two samples per \
+         figure: it keeps the harness from rotting, its ratios are not evidence."
     );
     o
 }

@@ -53,12 +53,16 @@ enum Command {
     },
     /// Show the cross-file context the model would get at FILE:LINE:COL.
     Context {
+        /// FILE:LINE:COL (1-based; column in characters)
         location: String,
+        /// Workspace root (default: the nearest folder with .git or .hearth.toml).
         #[arg(long)]
         root: Option<PathBuf>,
-        /// Token budget for the context (default: from the configuration / model).
+        /// Token budget for the context (default or 0: `context.budget-tokens`, else a quarter
+        /// of a sidecar slot).
         #[arg(long)]
         budget: Option<usize>,
+        /// Print the manifest as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -278,9 +282,22 @@ fn input_for(location: &str, root: Option<PathBuf>) -> anyhow::Result<(Completio
             path.display()
         );
     }
-    let root = root
-        .map(|r| r.canonicalize().unwrap_or(r))
-        .or_else(|| path.parent().and_then(find_root));
+    let root = match root {
+        Some(root) => {
+            let root = root
+                .canonicalize()
+                .map_err(|error| anyhow::anyhow!("--root {}: {error}", root.display()))?;
+            anyhow::ensure!(root.is_dir(), "--root {} is not a folder", root.display());
+            anyhow::ensure!(
+                path.starts_with(&root),
+                "{} is not under --root {}: only files under the root are indexed",
+                path.display(),
+                root.display()
+            );
+            Some(root)
+        }
+        None => path.parent().and_then(find_root),
+    };
     let cursor_byte = cursor_byte(&text, line, col);
     let input = CompletionInput {
         key: path.display().to_string(),
@@ -382,7 +399,9 @@ async fn context(
     let config = load_config(root.as_deref(), model)?;
     // The server's default, for the slot size the configuration asks the sidecar for.
     let slot = (config.backend.context_size / config.backend.parallel.max(1)) as usize;
-    let budget = budget.unwrap_or_else(|| crate::pipeline::budget_for_slot(&config, slot));
+    let budget = budget
+        .filter(|&budget| budget > 0)
+        .unwrap_or_else(|| crate::pipeline::budget_for_slot(&config, slot));
     let engine = Arc::new(ContextEngine::new(root));
     build_index(&engine).await;
     // Count with the model's tokenizer when its sidecar is already running; never start one.

@@ -198,7 +198,7 @@ impl Pipeline {
         let Some(mode) = completion_mode(lines.prefix_line, lines.suffix_line, &syntax, &mode_config) else {
             // Mid-word: nothing sensible to insert.
             return Ok(Err(Declined::before_model(
-                "the cursor is in the middle of a word: nothing sensible to insert",
+                "the cursor touches a word (inside it, or right before it): nothing sensible to insert",
             )));
         };
         let model = client.model();

@@ -75,7 +75,7 @@ fn a_second_complete_reuses_the_running_sidecar_and_its_cached_prompt() {
     assert!(output.status.success());
     assert!(output.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("middle of a word"), "{stderr}");
+    assert!(stderr.contains("touches a word"), "{stderr}");
     let declined = json(&hearth(
         runtime.path(),
         &["complete", &mid_word, "--root", &root, "--json"],
@@ -84,7 +84,7 @@ fn a_second_complete_reuses_the_running_sidecar_and_its_cached_prompt() {
     assert!(declined["declined"]["reason"]
         .as_str()
         .unwrap()
-        .contains("middle of a word"));
+        .contains("touches a word"));
 }
 
 #[test]

@@ -192,6 +192,11 @@ static TOKEN_PATTERNS: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     .collect()
 });
 
+/// `scheme://user:password@host`: the password of a URL (database URLs, git remotes, proxies).
+static URL_CREDENTIALS_PATTERN: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r#"(?P<prefix>\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s"'`]+:)(?P<password>[^@/\s"'`]+)@"#).ok()
+});
+
 /// `password = "..."`, `api_key: '...'`, `"client_secret": "..."`: the quoted value of a
 /// secret-named key, when it is at least 6 characters long.
 static QUOTED_ASSIGNMENT_PATTERN: LazyLock<Option<Regex>> = LazyLock::new(|| {
@@ -256,7 +261,7 @@ fn looks_like_placeholder(value: &str) -> bool {
 }
 
 /// Replaces things that look like secrets with `<redacted>`: AWS key ids, GitHub / Slack /
-/// Stripe / Google / `sk-` API keys, JWTs, private key blocks, the values of
+/// Stripe / Google / `sk-` API keys, JWTs, private key blocks, passwords in URLs, the values of
 /// `password = "..."`-style assignments (6+ characters), and long random-looking quoted
 /// strings. Returns the input unchanged (borrowed) when nothing matched.
 pub fn redact_secrets(text: &str) -> Cow<'_, str> {
@@ -264,6 +269,21 @@ pub fn redact_secrets(text: &str) -> Cow<'_, str> {
     for pattern in TOKEN_PATTERNS.iter() {
         if pattern.is_match(&result) {
             result = Cow::Owned(pattern.replace_all(&result, REDACTED).into_owned());
+        }
+    }
+    if let Some(pattern) = URL_CREDENTIALS_PATTERN.as_ref() {
+        if pattern.is_match(&result) {
+            let replaced = pattern.replace_all(&result, |captures: &Captures<'_>| {
+                let password = &captures["password"];
+                if looks_like_placeholder(password) || password.starts_with('$') {
+                    captures[0].to_string()
+                } else {
+                    format!("{}{REDACTED}@", &captures["prefix"])
+                }
+            });
+            if let Cow::Owned(replaced) = replaced {
+                result = Cow::Owned(replaced);
+            }
         }
     }
     if let Some(pattern) = QUOTED_ASSIGNMENT_PATTERN.as_ref() {

@@ -131,6 +131,27 @@ fn redacts_private_key_blocks() {
 }
 
 #[test]
+fn redacts_passwords_in_urls() {
+    assert_eq!(
+        redacted(r#"DB_URL = "postgres://admin:SuperS3cretPw@db.internal:5432/shop""#),
+        r#"DB_URL = "postgres://admin:<redacted>@db.internal:5432/shop""#
+    );
+    assert_eq!(
+        redacted("git remote add o https://bot:hunter2@git.example.com/x.git"),
+        "git remote add o https://bot:<redacted>@git.example.com/x.git"
+    );
+    // No password, a port, or a placeholder: unchanged.
+    for kept in [
+        "https://user@example.com/path",
+        "http://localhost:8080/v1",
+        "redis://:${REDIS_PASSWORD}@cache:6379",
+        "postgres://app:<password>@db/shop",
+    ] {
+        assert_eq!(redacted(kept), kept);
+    }
+}
+
+#[test]
 fn redacts_secret_assignments_with_long_values() {
     let cases = [
         (r#"password = "hunter2hunter2""#, r#"password = "<redacted>""#),
