@@ -1043,19 +1043,38 @@ fn pack<'data>(
             .get(&candidate.path)
             .map(Vec::as_slice)
             .unwrap_or(&[]);
+        let Some((file_text, starts)) = texts.get(candidate.source) else {
+            continue;
+        };
+        let indent = |line: u32| -> usize {
+            lines_slice(file_text, starts, line, line)
+                .bytes()
+                .take_while(|byte| *byte == b' ' || *byte == b'\t')
+                .count()
+        };
         let keep = |pieces: &[LineRange]| -> Option<Vec<LineRange>> {
             let first = *pieces.first()?;
             if overlaps(already, first) {
                 return None;
             }
             if candidate.partial_allowed {
-                Some(
-                    pieces
-                        .iter()
-                        .copied()
-                        .filter(|&piece| !overlaps(already, piece))
-                        .collect(),
-                )
+                // A dropped piece takes the pieces nested under it along (a class header shown
+                // elsewhere must not leave its methods to look like the previous class's).
+                let mut dropped_at: Option<usize> = None;
+                let mut kept = Vec::with_capacity(pieces.len());
+                for &piece in pieces {
+                    let depth = indent(piece.0);
+                    if dropped_at.is_some_and(|header| depth > header) {
+                        continue;
+                    }
+                    if overlaps(already, piece) {
+                        dropped_at = Some(depth);
+                    } else {
+                        dropped_at = None;
+                        kept.push(piece);
+                    }
+                }
+                Some(kept)
             } else if pieces.iter().any(|&piece| overlaps(already, piece)) {
                 None
             } else {
@@ -1085,9 +1104,6 @@ fn pack<'data>(
             }
             continue;
         }
-        let Some((file_text, starts)) = texts.get(candidate.source) else {
-            continue;
-        };
         let comment_prefix = candidate.language.map(LanguageId::comment_prefix).unwrap_or("//");
         let mut fitted = false;
         for pieces in attempts {

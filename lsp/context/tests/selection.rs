@@ -837,3 +837,65 @@ fn cursor_positions_out_of_range_or_inside_characters_do_not_panic() {
         assert_budget_respected(&selection, &EstimateTokenCounter);
     }
 }
+
+/// An imported module's outline must not show one class's methods under another: when a class
+/// header is left out of the outline (it is shown elsewhere), its methods go with it.
+#[test]
+fn outlines_never_attach_methods_to_the_wrong_class() {
+    let fixture = write_fixture(
+        r#"//- /shop/models.py
+from dataclasses import dataclass
+
+
+@dataclass
+class Product:
+    sku: str
+    name: str
+    price_cents: int
+
+    def discounted(self, percent: int) -> int:
+        return self.price_cents * (100 - percent) // 100
+
+
+class Cart:
+    def __init__(self):
+        self.items = []
+
+    def add(self, product: Product):
+        self.items.append(product)
+
+    def total(self) -> int:
+        return sum(item.price_cents for item in self.items)
+//- /shop/app.py
+from shop.models import Product, Cart
+
+
+def checkout(cart: Cart, product: Product) -> int:
+    cart.add(product)
+    return product.discounted(10) + $0
+"#,
+    );
+    let index = build_index(&fixture);
+    for budget in (30..600).step_by(5) {
+        let selection = select_at(&index, &fixture, budget);
+        for snippet in selection.snippets.iter().filter(|s| s.path == "shop/models.py") {
+            let mut class = None;
+            for line in snippet.text.lines() {
+                if let Some(name) = line.strip_prefix("class ") {
+                    class = Some(name.trim_end_matches(':').to_string());
+                }
+                for method in ["def __init__", "def add", "def total"] {
+                    // A snippet may be the method alone; under a class header, it must be Cart's.
+                    if line.trim_start().starts_with(method) && class.is_some() {
+                        assert_eq!(
+                            class.as_deref(),
+                            Some("Cart"),
+                            "budget {budget}: {method} shown under {class:?}:\n{}",
+                            snippet.text
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
