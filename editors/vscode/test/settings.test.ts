@@ -24,10 +24,23 @@ test('the defaults of package.json become the settings object the server documen
       openaiUrl: '',
       openaiModel: '',
       openaiApiKeyEnv: 'HEARTH_OPENAI_API_KEY',
+      openaiFim: 'auto',
+      openaiTimeoutSecs: 120,
+      openaiRetries: 2,
+      openaiCaFile: '',
     },
     completion: { enabled: true, debounceMs: 40, maxTokens: 64, multiline: 'auto' },
     context: { budgetTokens: 0 },
     review: { enabled: true, minSeverity: 'warning', maxFindings: 20 },
+    usage: {
+      enabled: true,
+      cloudInputPerMtok: 3.0,
+      cloudCachedInputPerMtok: 0.3,
+      cloudOutputPerMtok: 15.0,
+      watts: 150.0,
+      pricePerKwh: 0.3,
+      hardwareCost: 0.0,
+    },
     disabledLanguages: [],
   });
 });
