@@ -260,6 +260,24 @@ fn looks_like_placeholder(value: &str) -> bool {
             .all(|character| character == '*' || character == 'x')
 }
 
+/// Replace each match of `pattern` in `text` with what `redact` returns (`None` keeps the match).
+fn replace_matches(
+    text: &mut Cow<'_, str>,
+    pattern: Option<&Regex>,
+    redact: impl Fn(&Captures<'_>) -> Option<String>,
+) {
+    let Some(pattern) = pattern else { return };
+    if !pattern.is_match(text) {
+        return;
+    }
+    let replaced = pattern.replace_all(text, |captures: &Captures<'_>| {
+        redact(captures).unwrap_or_else(|| captures[0].to_string())
+    });
+    if let Cow::Owned(replaced) = replaced {
+        *text = Cow::Owned(replaced);
+    }
+}
+
 /// Replaces things that look like secrets with `<redacted>`: AWS key ids, GitHub / Slack /
 /// Stripe / Google / `sk-` API keys, JWTs, private key blocks, passwords in URLs, the values of
 /// `password = "..."`-style assignments (6+ characters), and long random-looking quoted
@@ -271,68 +289,28 @@ pub fn redact_secrets(text: &str) -> Cow<'_, str> {
             result = Cow::Owned(pattern.replace_all(&result, REDACTED).into_owned());
         }
     }
-    if let Some(pattern) = URL_CREDENTIALS_PATTERN.as_ref() {
-        if pattern.is_match(&result) {
-            let replaced = pattern.replace_all(&result, |captures: &Captures<'_>| {
-                let password = &captures["password"];
-                if looks_like_placeholder(password) || password.starts_with('$') {
-                    captures[0].to_string()
-                } else {
-                    format!("{}{REDACTED}@", &captures["prefix"])
-                }
-            });
-            if let Cow::Owned(replaced) = replaced {
-                result = Cow::Owned(replaced);
-            }
-        }
-    }
-    if let Some(pattern) = QUOTED_ASSIGNMENT_PATTERN.as_ref() {
-        if pattern.is_match(&result) {
-            let replaced = pattern.replace_all(&result, |captures: &Captures<'_>| {
-                let value = &captures["value"];
-                if looks_like_placeholder(value) {
-                    captures[0].to_string()
-                } else {
-                    format!(
-                        "{}{}{REDACTED}{}",
-                        &captures["key"], &captures["quote"], &captures["quote"]
-                    )
-                }
-            });
-            if let Cow::Owned(replaced) = replaced {
-                result = Cow::Owned(replaced);
-            }
-        }
-    }
-    if let Some(pattern) = UNQUOTED_ASSIGNMENT_PATTERN.as_ref() {
-        if pattern.is_match(&result) {
-            let replaced = pattern.replace_all(&result, |captures: &Captures<'_>| {
-                let value = &captures["value"];
-                if looks_like_placeholder(value) || value.starts_with('$') {
-                    captures[0].to_string()
-                } else {
-                    format!("{}{REDACTED}", &captures["key"])
-                }
-            });
-            if let Cow::Owned(replaced) = replaced {
-                result = Cow::Owned(replaced);
-            }
-        }
-    }
-    if let Some(pattern) = QUOTED_HIGH_ENTROPY_PATTERN.as_ref() {
-        if pattern.is_match(&result) {
-            let replaced = pattern.replace_all(&result, |captures: &Captures<'_>| {
-                if looks_random(&captures["value"]) {
-                    format!("{}{REDACTED}{}", &captures["quote"], &captures["quote"])
-                } else {
-                    captures[0].to_string()
-                }
-            });
-            if let Cow::Owned(replaced) = replaced {
-                result = Cow::Owned(replaced);
-            }
-        }
-    }
+    replace_matches(&mut result, URL_CREDENTIALS_PATTERN.as_ref(), |captures| {
+        let password = &captures["password"];
+        (!looks_like_placeholder(password) && !password.starts_with('$'))
+            .then(|| format!("{}{REDACTED}@", &captures["prefix"]))
+    });
+    replace_matches(&mut result, QUOTED_ASSIGNMENT_PATTERN.as_ref(), |captures| {
+        (!looks_like_placeholder(&captures["value"])).then(|| {
+            format!(
+                "{}{}{REDACTED}{}",
+                &captures["key"], &captures["quote"], &captures["quote"]
+            )
+        })
+    });
+    replace_matches(&mut result, UNQUOTED_ASSIGNMENT_PATTERN.as_ref(), |captures| {
+        let value = &captures["value"];
+        (!looks_like_placeholder(value) && !value.starts_with('$'))
+            .then(|| format!("{}{REDACTED}", &captures["key"]))
+    });
+    replace_matches(&mut result, QUOTED_HIGH_ENTROPY_PATTERN.as_ref(), |captures| {
+        looks_random(&captures["value"])
+            .then(|| format!("{}{REDACTED}{}", &captures["quote"], &captures["quote"]))
+    });
     // Replacement closures may return the same text: keep the borrow when nothing changed.
     match result {
         Cow::Owned(owned) if owned == text => Cow::Borrowed(text),
