@@ -14,6 +14,17 @@ fn r(value: f64) -> String {
     }
 }
 
+/// A token count (a median may fall between two integers: one decimal then).
+fn tokens(value: f64) -> String {
+    if !value.is_finite() {
+        "n/a".into()
+    } else if value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
 fn ms(value: f64) -> String {
     if !value.is_finite() {
         "n/a".into()
@@ -323,8 +334,8 @@ pub fn render(results: &Results, typing_svg: &str, long_svg: &str) -> String {
         let _ = writeln!(
             o,
             "| Typing: tokens evaluated / prompt tokens (median) | {} of {} | whole prompt | {} | ≤ 5 % | {} |",
-            r(t.evaluated_p50),
-            r(t.prompt_tokens_p50),
+            tokens(t.evaluated_p50),
+            tokens(t.prompt_tokens_p50),
             pct(t.evaluated_to_prompt_p50),
             met(check(t.evaluated_to_prompt_p50, |v| v <= 0.05))
         );
@@ -920,8 +931,8 @@ fn peer_section(o: &mut String, t: &crate::typing::TypingResult) {
     let _ = writeln!(
         o,
         "| Generated tokens p50 (model requests) | {} | {} | |",
-        r(c.hearth_generated_p50),
-        r(c.peer_generated_p50)
+        tokens(c.hearth_generated_p50),
+        tokens(c.peer_generated_p50)
     );
     let _ = writeln!(
         o,
