@@ -95,23 +95,11 @@ fn default_model() -> PathBuf {
 }
 
 fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let secs = hearth_protocol::ledger::now_secs();
+    let rest = secs % 86_400;
     format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+        "{} {:02}:{:02}",
+        hearth_protocol::ledger::utc_date(secs),
         rest / 3600,
         (rest % 3600) / 60
     )

@@ -42,6 +42,14 @@ fn file_stem(client: &SidecarClient) -> String {
         .into_owned()
 }
 
+/// Both handles tokenize `text` to the same ids (the model's own tokenizer on both sides).
+async fn assert_same_tokens(remote: &SidecarClient, ipc: &SidecarClient, text: &str) {
+    let (remote_counts, remote_tokens) = remote.tokenize(vec![text.to_string()], false).await.unwrap();
+    let (ipc_counts, ipc_tokens) = ipc.tokenize(vec![text.to_string()], false).await.unwrap();
+    assert_eq!(remote_counts, ipc_counts);
+    assert_eq!(remote_tokens, ipc_tokens);
+}
+
 fn remote_options(url: &str) -> RemoteOptions {
     RemoteOptions {
         base_url: url.to_string(),
@@ -100,10 +108,7 @@ async fn the_remote_backend_gives_the_sidecars_answers_over_http() {
 
     // The tokenizer through /tokenize is the model's own.
     let text = fixture_source("pricing.py");
-    let (remote_counts, remote_tokens) = remote.tokenize(vec![text.clone()], false).await.unwrap();
-    let (ipc_counts, ipc_tokens) = ipc.tokenize(vec![text.clone()], false).await.unwrap();
-    assert_eq!(remote_counts, ipc_counts);
-    assert_eq!(remote_tokens, ipc_tokens);
+    assert_same_tokens(&remote, &ipc, &text).await;
 
     // The same cold greedy request over both paths gives the same text and token numbers.
     let prompt = &text[..text.len().min(1500)];
@@ -528,10 +533,7 @@ async fn the_remote_backend_works_against_llama_cpps_own_server() {
 
     // /tokenize is the model's own tokenizer: the same ids as the sidecar's.
     let text = fixture_source("pricing.py");
-    let (remote_counts, remote_tokens) = remote.tokenize(vec![text.clone()], false).await.unwrap();
-    let (ipc_counts, ipc_tokens) = ipc.tokenize(vec![text.clone()], false).await.unwrap();
-    assert_eq!(remote_counts, ipc_counts);
-    assert_eq!(remote_tokens, ipc_tokens);
+    assert_same_tokens(&remote, &ipc, &text).await;
 
     // A greedy completion streams, and its prompt is the sidecar's (BOS included, once).
     let prompt = &text[..text.len().min(1500)];

@@ -54,19 +54,6 @@ pub fn cart_fixture(git: bool) -> tempfile::TempDir {
     dir
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// Start `hearth lsp` on `root` with UTF-8 positions and versioned workspace edits.
 pub fn start_server(root: &Path, runtime: &Path) -> LspClient {
     let mut client = LspClient::start(&bin("hearth"), runtime, &[]);
